@@ -1,0 +1,28 @@
+"""Exceptions shared across layers (the HTTP protocol errors live in ``pronghorn.http.errors``)."""
+
+from __future__ import annotations
+
+
+class ConfigError(Exception):
+    """A setting has an invalid value, or the configuration cannot be loaded.
+
+    The message is one line naming the setting, the value and what was expected.
+    """
+
+
+class AppImportError(Exception):
+    """The application reference could not be turned into a callable."""
+
+
+class HaltServer(Exception):
+    """Raised inside the master to stop it with ``exit_status``."""
+
+    def __init__(self, reason: str, exit_status: int = 1) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.exit_status = exit_status
+
+
+# Worker exit codes the master understands (same numbers as Gunicorn).
+WORKER_BOOT_ERROR = 3
+APP_LOAD_ERROR = 4
