@@ -1,0 +1,1 @@
+"""Never importable: its package fails first."""
