@@ -1,0 +1,150 @@
+"""The embedding API, at Gunicorn's path: ``BaseApplication`` and the command-line ``Application``.
+
+Subclass ``BaseApplication`` to run pronghorn inside your own program: fill ``self.cfg`` in
+``load_config()``, return the WSGI callable from ``load()``, then call ``run()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from pronghorn.config import Config
+from pronghorn.config import cli, sources
+from pronghorn.errors import AppImportError, ConfigError
+
+
+class BaseApplication:
+    """An application pronghorn can serve; the subclass supplies configuration and the app."""
+
+    def __init__(self, usage: str | None = None, prog: str | None = None) -> None:
+        self.usage = usage
+        self.cfg: Config = None  # type: ignore[assignment]  # set by do_load_config()
+        self.callable: Callable[..., Any] | None = None
+        self.prog = prog
+        self.logger: Any = None
+        self.config_file: str | None = None
+        self.do_load_config()
+
+    def do_load_config(self) -> None:
+        """Build ``cfg`` from the defaults, then ``load_config()``; a bad value stops the program."""
+        try:
+            self.load_default_config()
+            self.load_config()
+        except Exception as exc:
+            _fail(exc)
+
+    def load_default_config(self) -> None:
+        self.cfg = Config(self.usage, prog=self.prog)
+
+    def init(self, parser: argparse.ArgumentParser, opts: argparse.Namespace, args: list[str]) -> Any:
+        """Return a dict of settings to apply before the config file (framework defaults)."""
+        raise NotImplementedError
+
+    def load(self) -> Callable[..., Any]:
+        """Return the WSGI callable to serve."""
+        raise NotImplementedError
+
+    def load_config(self) -> None:
+        """Fill ``self.cfg``, typically with ``self.cfg.set(name, value)``."""
+        raise NotImplementedError
+
+    def reload(self) -> None:
+        self.do_load_config()
+
+    def wsgi(self) -> Callable[..., Any]:
+        if self.callable is None:
+            self.callable = self.load()
+        return self.callable
+
+    def run(self) -> None:
+        from pronghorn.master.arbiter import Arbiter
+
+        try:
+            Arbiter(self).run()
+        except (ConfigError, RuntimeError) as exc:
+            _fail(exc)
+
+
+class Application(BaseApplication):
+    """An application configured from the command line, ``PRONGHORN_CMD_ARGS`` and a config file."""
+
+    def chdir(self) -> None:
+        os.chdir(self.cfg.chdir)
+        if self.cfg.chdir not in sys.path:
+            sys.path.insert(0, self.cfg.chdir)
+
+    def get_config_from_filename(self, filename: str) -> dict[str, Any]:
+        return sources.read_config_location(f"file:{filename}")
+
+    def get_config_from_module_name(self, module_name: str) -> dict[str, Any]:
+        return sources.read_config_location(f"python:{module_name}")
+
+    def load_config_from_module_name_or_filename(self, location: str) -> dict[str, Any]:
+        """Apply every module-level name of the config that is a setting; others are ignored."""
+        values = sources.read_config_location(location)
+        for name, value in values.items():
+            if name in self.cfg.settings:
+                self.cfg.set(name, value)
+        return values
+
+    def load_config_from_file(self, filename: str) -> dict[str, Any]:
+        return self.load_config_from_module_name_or_filename(filename)
+
+    def load_config(self) -> None:
+        # Precedence, lowest first: defaults < init() < config file < PRONGHORN_CMD_ARGS < command line.
+        parser = cli.build_parser(self.usage, self.prog)
+        args = cli.parse(parser, sys.argv[1:])
+        framework = self.init(parser, args, args.args)
+        self.chdir()
+        if framework:
+            for name, value in framework.items():
+                self.cfg.set(name.lower(), value)
+
+        env_args = cli.parse(parser, sources.env_args(self.cfg.environ))
+        location = args.config or env_args.config
+        if location is None:
+            location = sources.find_default_config_file(os.getcwd())
+        if location is not None:
+            self.config_file = location
+            self.load_config_from_module_name_or_filename(location)
+
+        self.cfg.apply(cli.given_options(env_args))
+        self.cfg.apply(cli.given_options(args))
+        self.chdir()
+
+    def run(self) -> None:
+        if self.cfg.pythonpath:
+            sources.prepend_pythonpath(self.cfg.pythonpath)
+        if self.cfg.print_config:
+            print(self.cfg)
+        if self.cfg.print_config or self.cfg.check_config:
+            self.check()
+        super().run()
+
+    def check(self) -> NoReturn:
+        """``--check-config``: load the app and exit 0, or say why not and exit 1."""
+        from pronghorn.master.arbiter import Arbiter
+
+        try:
+            Arbiter.check_settings(self.cfg)
+            self.wsgi()
+        except Exception as exc:
+            print("\nError while loading the application:\n", file=sys.stderr)
+            if isinstance(exc, (ConfigError, AppImportError, ImportError)):
+                print(str(exc), file=sys.stderr)
+            else:
+                traceback.print_exc()
+            sys.stderr.flush()
+            sys.exit(1)
+        sys.exit(0)
+
+
+def _fail(exc: BaseException) -> NoReturn:
+    print(f"Error: {exc}", file=sys.stderr)
+    sys.stderr.flush()
+    sys.exit(1)

@@ -1,0 +1,299 @@
+"""The WSGI side of a request (PEP 3333): the environ, ``wsgi.input`` and ``start_response``.
+
+Nothing here owns a socket: the body comes from a ``BodySource`` and response bytes go to a
+``ResponseSink``, so every worker class shares this code through ``RequestCycle``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import IO, Any, Protocol
+from urllib.parse import unquote_to_bytes
+
+from pronghorn import SERVER_SOFTWARE
+from pronghorn.http import BodyData, EndOfMessage, RequestHead, RequestParser, ResponseFramer, parse_status
+from pronghorn.http import NEED_DATA
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+class BodySource(Protocol):
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes of the request body (at least 1 unless the body has ended)."""
+
+
+class ResponseSink(Protocol):
+    def write(self, data: bytes) -> None:
+        """Send bytes to the client (all of them, or raise ``OSError``)."""
+
+
+class ParserBody:
+    """The body of the current request, pulled from the parser, reading the socket when needed."""
+
+    def __init__(self, parser: RequestParser, recv: Callable[[], bytes]) -> None:
+        self._parser = parser
+        self._recv = recv
+        self._pending = b""
+        self.finished = False
+
+    def read(self, size: int) -> bytes:
+        while not self._pending and not self.finished:
+            event = self._parser.next_event()
+            if event is NEED_DATA:
+                self._parser.feed(self._recv())
+            elif isinstance(event, BodyData):
+                self._pending = event.data
+            elif isinstance(event, EndOfMessage):
+                self.finished = True
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+    def drain(self, limit: int) -> bool:
+        """Read and discard the rest of the body, up to ``limit`` bytes; True if it ended."""
+        while not self.finished and limit > 0:
+            limit -= len(self.read(limit))
+        return self.finished
+
+
+class InputStream:
+    """``wsgi.input``: never reads past the body; ``on_first_read`` sends ``100 Continue``."""
+
+    def __init__(self, source: BodySource, on_first_read: Callable[[], None] | None = None) -> None:
+        self._source = source
+        self._on_first_read = on_first_read
+        self._buffer = b""
+        self._eof = False
+
+    def _fill(self, size: int) -> bytes:
+        if self._on_first_read is not None:
+            callback, self._on_first_read = self._on_first_read, None
+            callback()
+        if self._eof:
+            return b""
+        data = self._source.read(size)
+        if not data:
+            self._eof = True
+        return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            parts = [self._buffer]
+            self._buffer = b""
+            while chunk := self._fill(65536):
+                parts.append(chunk)
+            return b"".join(parts)
+        while len(self._buffer) < size:
+            chunk = self._fill(max(size - len(self._buffer), 8192))
+            if not chunk:
+                break
+            self._buffer += chunk
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = size if size is not None and size >= 0 else None
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0 and (limit is None or end < limit):
+                cut = end + 1
+                break
+            if limit is not None and len(self._buffer) >= limit:
+                cut = limit
+                break
+            chunk = self._fill(8192)
+            if not chunk:
+                cut = len(self._buffer) if limit is None else min(limit, len(self._buffer))
+                break
+            self._buffer += chunk
+        line, self._buffer = self._buffer[:cut], self._buffer[cut:]
+        return line
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines: list[bytes] = []
+        total = 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: iterates a file in blocks (the sendfile path arrives with the HTTP core)."""
+
+    def __init__(self, filelike: IO[bytes], blksize: int = 8192) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self) -> Iterator[bytes]:
+        while data := self.filelike.read(self.blksize):
+            yield data
+
+
+def _split_host(host: str, url_scheme: str) -> tuple[str, str]:
+    """SERVER_NAME and SERVER_PORT from a Host value (used for unix sockets, which have no port)."""
+    if not host:
+        return "", ""
+    if host.startswith("["):  # [v6]:port
+        name, _, rest = host.partition("]")
+        name += "]"
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        name, sep, port = host.rpartition(":")
+        if not sep:
+            name, port = host, ""
+    return name, port or ("443" if url_scheme == "https" else "80")
+
+
+def build_environ(
+    head: RequestHead,
+    *,
+    body: InputStream,
+    peer: tuple[str, int] | str | None,
+    server: tuple[str, int] | str,
+    url_scheme: str,
+    script_name: str,
+    multithread: bool,
+    multiprocess: bool,
+    errors: IO[str] = sys.stderr,
+) -> dict[str, Any]:
+    """The PEP 3333 environ for one request."""
+    method = head.method.decode("ascii")
+    path_info = unquote_to_bytes(head.path).decode("latin-1")
+    if script_name and path_info.startswith(script_name):
+        path_info = path_info[len(script_name) :]
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": script_name,
+        "PATH_INFO": path_info,
+        "QUERY_STRING": head.query.decode("latin-1"),
+        "RAW_URI": head.target.decode("latin-1"),
+        "SERVER_PROTOCOL": head.http_version,
+        "SERVER_SOFTWARE": SERVER_SOFTWARE,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": url_scheme,
+        "wsgi.input": body,
+        "wsgi.input_terminated": True,
+        "wsgi.errors": errors,
+        "wsgi.multithread": multithread,
+        "wsgi.multiprocess": multiprocess,
+        "wsgi.run_once": False,
+        "wsgi.file_wrapper": FileWrapper,
+    }
+    host_header = ""
+    for raw_name, raw_value in head.headers:
+        name = raw_name.decode("latin-1").replace("-", "_")
+        value = raw_value.decode("latin-1")
+        if name == "CONTENT_TYPE" or name == "CONTENT_LENGTH":
+            key = name
+        else:
+            key = "HTTP_" + name
+            if name == "HOST":
+                host_header = value
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+
+    if isinstance(peer, tuple):
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = peer[0], str(peer[1])
+    else:
+        environ["REMOTE_ADDR"] = peer or ""
+    if isinstance(server, tuple):
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = server[0], str(server[1])
+    else:  # a unix socket has no name or port: take them from Host
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = _split_host(host_header, url_scheme)
+    return environ
+
+
+class Response:
+    """``start_response`` and the body of one response, framed by the HTTP core."""
+
+    def __init__(self, framer: ResponseFramer, sink: ResponseSink) -> None:
+        self.framer = framer
+        self.sink = sink
+        self.status: str | None = None
+        self.status_code = 0
+        self.headers: list[tuple[str, str]] = []
+        self.headers_sent = False
+        self.sent = 0
+        self.failed = False  # the connection must not be reused
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response() called twice without exc_info")
+        if not isinstance(status, str):
+            raise TypeError(f"status must be a str, not {type(status).__name__}")
+        self.status_code, _ = parse_status(status)
+        for name, value in headers:
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise TypeError(f"header names and values must be str: {name!r}: {value!r}")
+        self.status = status
+        self.headers = list(headers)
+        return self.write
+
+    def _send_head(self) -> None:
+        if self.status is None:
+            raise AssertionError("the application sent a body before calling start_response()")
+        code, reason = parse_status(self.status)
+        head = self.framer.head(code, reason, self.headers)
+        self.headers_sent = True
+        self.sink.write(head)
+
+    def write(self, data: bytes) -> None:
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"the application must produce bytes, not {type(data).__name__}")
+        if not self.headers_sent:
+            self._send_head()
+        framed = self.framer.body(bytes(data))
+        if framed:
+            self.sink.write(framed)
+        self.sent += len(data)
+
+    def write_all(self, result: Iterable[bytes]) -> None:
+        for chunk in result:
+            if chunk or not self.headers_sent:
+                self.write(chunk)
+
+    def finish(self) -> None:
+        if not self.headers_sent:
+            self._send_head()
+        tail = self.framer.end()
+        if tail:
+            self.sink.write(tail)
+
+    def send_error(self, status_code: int, reason: str, message: str) -> None:
+        """Answer with an error page instead of the app's response (nothing may have been sent yet)."""
+        self.status = f"{status_code} {reason}"
+        self.status_code = status_code
+        self.headers = []
+        payload = error_page(status_code, reason, message)
+        self.sent = len(payload) - payload.index(b"\r\n\r\n") - 4
+        self.headers_sent = True
+        try:
+            self.sink.write(payload)
+        except OSError:
+            pass
+
+    @property
+    def keep_alive(self) -> bool:
+        return bool(self.framer.keep_alive) and not self.failed

@@ -1,0 +1,69 @@
+"""The command-line parser, generated from the setting declarations.
+
+Every option defaults to ``None`` so that "not given" can be told apart from "given the default
+value": only options actually present override the config file.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pronghorn import __version__
+from pronghorn.config.declared import ALL_SETTINGS
+from pronghorn.config.setting import Setting
+from pronghorn.errors import ConfigError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ``ConfigError`` instead of exiting, so callers decide how to stop."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def build_parser(
+    usage: str | None = None, prog: str | None = None, settings: Iterable[Setting] = ALL_SETTINGS
+) -> argparse.ArgumentParser:
+    parser = _Parser(usage=usage, prog=prog)
+    parser.add_argument(
+        "-v", "--version", action="version", version=f"%(prog)s (version {__version__})"
+    )
+    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    for setting in settings:
+        if setting.cli:
+            _add_option(parser, setting)
+    return parser
+
+
+def _add_option(parser: argparse.ArgumentParser, setting: Setting) -> None:
+    kwargs: dict[str, Any] = {
+        "dest": setting.name,
+        "default": None,
+        # argparse %-formats help text; settings such as access_log_format contain '%'.
+        "help": f"{setting.desc} (default: {setting.default_doc or setting.default!r})".replace("%", "%%"),
+    }
+    action = setting.action or "store"
+    kwargs["action"] = action
+    if action in ("store", "append"):
+        if setting.meta:
+            kwargs["metavar"] = setting.meta
+        if setting.cli_type is not None:
+            kwargs["type"] = setting.cli_type
+        if setting.nargs is not None:
+            kwargs["nargs"] = setting.nargs
+            kwargs["const"] = setting.const
+    elif action == "store_const":
+        kwargs["const"] = setting.const
+    parser.add_argument(*setting.cli, **kwargs)
+
+
+def given_options(namespace: argparse.Namespace, settings: Iterable[Setting] = ALL_SETTINGS) -> dict[str, Any]:
+    """The settings actually given on this command line (name -> raw value)."""
+    values = vars(namespace)
+    return {s.name: values[s.name] for s in settings if s.cli and values.get(s.name) is not None}
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    return parser.parse_args(list(argv))

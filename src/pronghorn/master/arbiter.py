@@ -1,0 +1,371 @@
+"""The arbiter: the master process that keeps the right number of workers alive.
+
+How this works: signal handlers only put the signal number on a queue. The main loop waits on
+that queue (at most a second), dispatches each signal to ``handle_<name>()``, then reaps exited
+workers, aborts workers whose heartbeat went silent for ``timeout`` seconds, and forks or stops
+workers until their number matches ``num_workers``. A worker that exits with code 3 (boot error)
+or 4 (app load error) halts the whole server instead of being respawned in a loop.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import signal
+import sys
+import time
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from pronghorn import __version__
+from pronghorn.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppImportError, ConfigError, HaltServer
+from pronghorn.config import Config
+from pronghorn.logs import Logger
+from pronghorn.master.pidfile import Pidfile
+from pronghorn.net.addresses import parse_address
+from pronghorn.net.listeners import Listener, create_listeners
+from pronghorn.workers.base import Worker
+from pronghorn.workers.registry import resolve_worker_class
+
+if TYPE_CHECKING:
+    from pronghorn.app.base import BaseApplication
+
+HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH", "CHLD")
+_WAKEUP = -1  # queued by wakeup(); not a signal number
+
+
+class Arbiter:
+    def __init__(self, app: BaseApplication) -> None:
+        self.app = app
+        self.cfg = app.cfg
+        self.log = Logger(self.cfg)
+        self.pid = os.getpid()
+        self.workers: dict[int, Worker] = {}
+        self.listeners: list[Listener] = []
+        self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.worker_age = 0
+        self.pidfile: Pidfile | None = None
+        self._num_workers: int | None = None
+        self.worker_class, self._worker_class_warning = resolve_worker_class(self.cfg.worker_class)
+        self.addresses = _parse_binds(self.cfg.bind)
+        self.cfg.env  # noqa: B018 - validates raw_env before anything starts
+
+    @staticmethod
+    def check_settings(cfg: Config) -> None:
+        """The checks that need more than one setting's validator (``--check-config`` runs them)."""
+        resolve_worker_class(cfg.worker_class)
+        _parse_binds(cfg.bind)
+        cfg.env  # noqa: B018
+
+    # --- num_workers fires nworkers_changed on every assignment, as in Gunicorn ---
+
+    @property
+    def num_workers(self) -> int:
+        return self._num_workers or 0
+
+    @num_workers.setter
+    def num_workers(self, value: int) -> None:
+        old, self._num_workers = self._num_workers, value
+        self.call_hook("nworkers_changed", self, value, old)
+
+    # --- start-up ---
+
+    def start(self) -> None:
+        self.log.info("Starting pronghorn %s", __version__)
+        config_file = getattr(self.app, "config_file", None)
+        if config_file:
+            self.log.info("Config file: %s", config_file)
+        if self.cfg.pidfile:
+            self.pidfile = Pidfile(self.cfg.pidfile)
+            self.pidfile.create(self.pid)
+        self.call_hook("on_starting", self)
+        self.init_signals()
+        if self.cfg.umask:
+            os.umask(self.cfg.umask)
+        self.listeners = create_listeners(
+            self.addresses, backlog=self.cfg.backlog, umask=self.cfg.umask, log=self.log.error
+        )
+        for listener in self.listeners:
+            self.log.info("Listening at: %s (%s)", listener, self.pid)
+        self.log.info("Using worker: %s", self.cfg.worker_class_str)
+        for message in self.startup_warnings():
+            self.log.warning(message)
+        if self.cfg.preload_app:
+            self.preload()
+        self.call_hook("when_ready", self)
+
+    def preload(self) -> None:
+        try:
+            self.app.wsgi()
+        except (AppImportError, ImportError) as exc:
+            raise HaltServer(f"App failed to load: {exc}", APP_LOAD_ERROR) from None
+        except Exception:
+            self.log.exception("Failed to load the application")
+            raise HaltServer("App failed to load.", APP_LOAD_ERROR) from None
+
+    def startup_warnings(self) -> list[str]:
+        warnings = [f"Setting {name} has no effect yet: {reason}." for name, reason in self.cfg.pending_in_use()]
+        if self._worker_class_warning:
+            warnings.append(f"worker_class {self.cfg.worker_class_str}: {self._worker_class_warning}.")
+        return warnings
+
+    def init_signals(self) -> None:
+        for name in HANDLED_SIGNALS:
+            signal.signal(getattr(signal, "SIG" + name), self._enqueue_signal)
+
+    def _enqueue_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Nothing but a queue put: logging or forking here could deadlock.
+        self.signals.put(signum)
+
+    def wakeup(self) -> None:
+        self.signals.put(_WAKEUP)
+
+    # --- main loop ---
+
+    def run(self) -> None:
+        """Start, then supervise workers until a stop signal; exits the process."""
+        try:
+            self.start()
+            self.num_workers = self.cfg.workers
+            self.manage_workers()
+            while True:
+                for signum in self.wait_for_signals(timeout=1.0):
+                    self.dispatch(signum)
+                self.reap_workers()
+                self.murder_workers()
+                self.manage_workers()
+        except (StopIteration, KeyboardInterrupt):
+            self.halt()
+        except HaltServer as exc:
+            self.halt(exc.reason, exc.exit_status)
+        except (ConfigError, AppImportError, ImportError, OSError, RuntimeError) as exc:
+            # A start-up failure: one clear line, workers (if any) stopped, no traceback.
+            self.log.error("%s", exc)
+            self.stop(graceful=False)
+            self.halt(exit_status=1, quiet=True)
+        except SystemExit:
+            raise
+        except Exception:
+            self.log.exception("Unhandled exception in main loop")
+            self.stop(graceful=False)
+            if self.pidfile is not None:
+                self.pidfile.unlink()
+            sys.exit(255)
+
+    def wait_for_signals(self, timeout: float) -> list[int]:
+        try:
+            first = self.signals.get(timeout=timeout)
+        except queue.Empty:
+            return []
+        pending = [first]
+        while True:
+            try:
+                pending.append(self.signals.get_nowait())
+            except queue.Empty:
+                return [s for s in pending if s != _WAKEUP]
+
+    def dispatch(self, signum: int) -> None:
+        name = signal.Signals(signum).name[3:].lower()
+        if name != "chld":
+            self.log.info("Handling signal: %s", name)
+        getattr(self, f"handle_{name}")()
+
+    # --- signal handlers (run in the main loop, never in signal context) ---
+
+    def handle_chld(self) -> None:
+        self.reap_workers()
+
+    def handle_term(self) -> None:
+        raise StopIteration
+
+    def handle_int(self) -> None:
+        self.stop(graceful=False)
+        raise StopIteration
+
+    handle_quit = handle_int
+
+    def handle_hup(self) -> None:
+        self.log.warning("HUP (reload) arrives with the arbiter's full process model; ignored.")
+
+    def handle_ttin(self) -> None:
+        self.num_workers += 1
+        self.manage_workers()
+
+    def handle_ttou(self) -> None:
+        if self.num_workers > 1:
+            self.num_workers -= 1
+            self.manage_workers()
+
+    def handle_usr1(self) -> None:
+        self.log.reopen_files()
+        self.signal_workers(signal.SIGUSR1)
+
+    def handle_usr2(self) -> None:
+        self.log.warning("USR2 (binary upgrade) arrives with the arbiter's full process model; ignored.")
+
+    def handle_winch(self) -> None:
+        self.log.debug("SIGWINCH ignored: not daemonized.")
+
+    # --- workers ---
+
+    def manage_workers(self) -> None:
+        while len(self.workers) < self.num_workers:
+            self.spawn_worker()
+            time.sleep(0.1 * random.random())
+        if len(self.workers) > self.num_workers:
+            oldest_first = sorted(self.workers.items(), key=lambda item: item[1].age)
+            for pid, _ in oldest_first[: len(self.workers) - self.num_workers]:
+                self.kill_worker(pid, signal.SIGTERM)
+
+    def spawn_worker(self) -> int:
+        self.worker_age += 1
+        worker: Worker = self.worker_class(
+            self.worker_age, self.pid, self.listeners, self.app, self.cfg.timeout / 2.0, self.cfg, self.log
+        )
+        self.call_hook("pre_fork", self, worker)
+        pid = os.fork()
+        if pid != 0:
+            worker.pid = pid
+            self.workers[pid] = worker
+            return pid
+        self._run_worker(worker)  # never returns
+        raise AssertionError("unreachable")
+
+    def _run_worker(self, worker: Worker) -> None:
+        """The worker entry point, in the child process; ends the process with the worker's code."""
+        code = 0
+        try:
+            for sibling in self.workers.values():
+                sibling.tmp.close()
+            worker.pid = os.getpid()
+            self.log.info("Booting worker with pid: %s", worker.pid)
+            self.cfg.post_fork(self, worker)
+            worker.init_process()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:
+            self.log.exception("Exception in worker process")
+            code = 255 if worker.booted else WORKER_BOOT_ERROR
+        finally:
+            self.log.info("Worker exiting (pid: %s)", worker.pid)
+            try:
+                worker.tmp.close()
+                self.cfg.worker_exit(self, worker)
+            except Exception:
+                self.log.exception("Exception in worker_exit hook")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def reap_workers(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue  # not ours (e.g. we are PID 1): reaped quietly
+            worker.tmp.close()
+            if os.WIFSIGNALED(status):
+                sig = signal.Signals(os.WTERMSIG(status))
+                if sig == signal.SIGKILL:
+                    self.log.error("Worker (pid:%s) was sent SIGKILL! Perhaps out of memory?", pid)
+                elif sig == signal.SIGTERM:
+                    self.log.info("Worker (pid:%s) was sent SIGTERM!", pid)
+                else:
+                    self.log.warning("Worker (pid:%s) was sent %s!", pid, sig.name)
+            else:
+                code = os.waitstatus_to_exitcode(status)
+                if code == WORKER_BOOT_ERROR:
+                    raise HaltServer("Worker failed to boot.", WORKER_BOOT_ERROR)
+                if code == APP_LOAD_ERROR:
+                    raise HaltServer("App failed to load.", APP_LOAD_ERROR)
+                if code != 0:
+                    self.log.error("Worker (pid:%s) exited with code %s.", pid, code)
+            self.call_hook("child_exit", self, worker)
+
+    def murder_workers(self) -> None:
+        """Abort workers whose heartbeat is older than ``timeout``; kill them if that did not work."""
+        if not self.cfg.timeout:
+            return
+        now = time.monotonic()
+        for pid, worker in list(self.workers.items()):
+            try:
+                silent = now - worker.tmp.last_update()
+            except (OSError, ValueError):
+                continue
+            if silent <= self.cfg.timeout:
+                continue
+            if not worker.aborted:
+                self.log.critical("WORKER TIMEOUT (pid:%s)", pid)
+                worker.aborted = True
+                self.kill_worker(pid, signal.SIGABRT)
+            else:
+                self.kill_worker(pid, signal.SIGKILL)
+
+    def kill_worker(self, pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            worker = self.workers.pop(pid, None)
+            if worker is not None:
+                worker.tmp.close()
+                self.call_hook("worker_exit", self, worker)
+
+    def signal_workers(self, sig: int) -> None:
+        for pid in list(self.workers):
+            self.kill_worker(pid, sig)
+
+    # --- stopping ---
+
+    def stop(self, graceful: bool = True) -> None:
+        """Close the listeners, ask workers to stop, wait up to ``graceful_timeout``, then kill."""
+        for listener in self.listeners:
+            listener.close(unlink=True)
+        self.listeners = []
+        self.signal_workers(signal.SIGTERM if graceful else signal.SIGQUIT)
+        deadline = time.monotonic() + (self.cfg.graceful_timeout if graceful else 2.0)
+        while self.workers and time.monotonic() < deadline:
+            self._reap_quietly()
+            time.sleep(0.1)
+        self.signal_workers(signal.SIGKILL)
+        self._reap_quietly()
+
+    def _reap_quietly(self) -> None:
+        try:
+            self.reap_workers()
+        except HaltServer:
+            pass  # already stopping
+
+    def halt(self, reason: str | None = None, exit_status: int = 0, quiet: bool = False) -> None:
+        self.stop()
+        if not quiet:
+            self.log.info("Shutting down: %s", "Master")
+        if reason is not None:
+            self.log.info("Reason: %s", reason)
+        if self.pidfile is not None:
+            self.pidfile.unlink()
+        self.call_hook("on_exit", self)
+        sys.exit(exit_status)
+
+    def call_hook(self, name: str, *args: Any) -> None:
+        """Run a server hook in the master; an exception is logged with its traceback, not raised."""
+        try:
+            getattr(self.cfg, name)(*args)
+        except Exception:
+            self.log.exception("Exception in %s hook", name)
+
+
+def _parse_binds(binds: list[str]) -> list[Any]:
+    addresses = []
+    for bind in binds:
+        try:
+            addresses.append(parse_address(bind))
+        except ValueError as exc:
+            raise ConfigError(f"Invalid value for bind: {bind!r} ({exc})") from None
+    return addresses
+

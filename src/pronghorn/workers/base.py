@@ -1,0 +1,164 @@
+"""The base worker: what every worker class does around serving requests.
+
+A worker object is created in the master (so the master holds its heartbeat), then the master
+forks and the child calls ``init_process()``: signals, app loading, ``post_worker_init``, ``run()``.
+Subclasses implement ``run()`` and use ``notify()``, ``alive`` and ``handled_request()``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from pronghorn.apps.cycle import RequestCycle
+from pronghorn.config import Config
+from pronghorn.errors import APP_LOAD_ERROR, AppImportError
+from pronghorn.logs import Logger
+from pronghorn.net.listeners import Listener
+from pronghorn.workers.heartbeat import Heartbeat
+
+if TYPE_CHECKING:
+    from pronghorn.app.base import BaseApplication
+
+# Signals the master may have left with handlers; the child starts from default dispositions.
+_RESET_SIGNALS = ("SIGABRT", "SIGHUP", "SIGQUIT", "SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGCHLD")
+
+
+class Worker:
+    """One worker process. ``timeout`` is the heartbeat interval (half the master's ``timeout``)."""
+
+    def __init__(
+        self,
+        age: int,
+        ppid: int,
+        sockets: Sequence[Listener],
+        app: BaseApplication,
+        timeout: float,
+        cfg: Config,
+        log: Logger,
+    ) -> None:
+        self.age = age
+        self.pid: int | str = "[booting]"
+        self.ppid = ppid
+        self.sockets = list(sockets)
+        self.app = app
+        self.timeout = timeout
+        self.cfg = cfg
+        self.log = log
+        self.booted = False
+        self.aborted = False
+        self.alive = True
+        self.nr = 0
+        jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests_jitter > 0 else 0
+        self.max_requests = cfg.max_requests + jitter if cfg.max_requests > 0 else sys.maxsize
+        self.tmp = Heartbeat(cfg.worker_tmp_dir)
+        self.wsgi: Callable[..., Any] | None = None
+        self.cycle: RequestCycle | None = None
+        self._wake_read, self._wake_write = -1, -1
+
+    def __str__(self) -> str:
+        return f"<Worker {self.pid}>"
+
+    # --- life cycle ---
+
+    def notify(self) -> None:
+        """Tell the master this worker is alive."""
+        self.tmp.notify()
+
+    def init_process(self) -> None:
+        """Runs in the child after the fork; does not return until the worker ends."""
+        self.pid = os.getpid()
+        os.environ.update(self.cfg.env)
+        random.seed()
+        self._wake_read, self._wake_write = os.pipe()
+        for fd in (self._wake_read, self._wake_write):
+            os.set_blocking(fd, False)
+            os.set_inheritable(fd, False)
+        self.log.close_on_exec()
+        self.init_signals()
+        self.load_wsgi()
+        self.cycle = RequestCycle(self)
+        self.cfg.post_worker_init(self)
+        self.booted = True
+        self.run()
+
+    def load_wsgi(self) -> None:
+        """Load the application; a failure ends the worker with ``APP_LOAD_ERROR`` (the master halts)."""
+        try:
+            self.wsgi = self.app.wsgi()
+        except (AppImportError, ImportError) as exc:
+            self.log.error("Failed to load the application: %s", exc)
+            sys.exit(APP_LOAD_ERROR)
+        except Exception:
+            self.log.exception("Failed to load the application")
+            sys.exit(APP_LOAD_ERROR)
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def handled_request(self) -> None:
+        """Count a finished request; past ``max_requests`` the worker finishes and exits."""
+        self.nr += 1
+        if self.nr >= self.max_requests and self.alive:
+            self.log.info("Autorestarting worker after current request.")
+            self.alive = False
+
+    def parent_alive(self) -> bool:
+        if os.getppid() != self.ppid:
+            self.log.info("Parent changed, shutting down: %s", self)
+            return False
+        return True
+
+    @property
+    def wake_fd(self) -> int:
+        """Readable when a signal arrived, so a worker blocked in select() wakes up."""
+        return self._wake_read
+
+    # --- signals ---
+
+    def init_signals(self) -> None:
+        for name in _RESET_SIGNALS:
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, self.handle_exit)
+        signal.signal(signal.SIGQUIT, self.handle_quit)
+        signal.signal(signal.SIGINT, self.handle_quit)
+        signal.signal(signal.SIGABRT, self.handle_abort)
+        signal.signal(signal.SIGUSR1, self.handle_usr1)
+        signal.signal(signal.SIGWINCH, self.handle_winch)
+        # A graceful stop lets the current recv()/send() finish instead of interrupting it.
+        signal.siginterrupt(signal.SIGTERM, False)
+        signal.siginterrupt(signal.SIGUSR1, False)
+        signal.set_wakeup_fd(self._wake_write)
+
+    def handle_exit(self, signum: int, frame: FrameType | None) -> None:
+        self.alive = False
+
+    def handle_quit(self, signum: int, frame: FrameType | None) -> None:
+        self.alive = False
+        self.call_hook("worker_int", self)
+        time.sleep(0.1)
+        sys.exit(0)
+
+    def handle_abort(self, signum: int, frame: FrameType | None) -> None:
+        self.alive = False
+        self.call_hook("worker_abort", self)
+        sys.exit(1)
+
+    def handle_usr1(self, signum: int, frame: FrameType | None) -> None:
+        self.log.reopen_files()
+
+    def handle_winch(self, signum: int, frame: FrameType | None) -> None:
+        self.log.debug("worker: SIGWINCH ignored.")
+
+    def call_hook(self, name: str, *args: Any) -> None:
+        """Run a server hook; an exception is logged, never raised into the worker."""
+        try:
+            getattr(self.cfg, name)(*args)
+        except Exception:
+            self.log.exception("Exception in %s hook", name)

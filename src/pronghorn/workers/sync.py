@@ -1,0 +1,147 @@
+"""The sync worker: one blocking request per connection, as Gunicorn's ``sync``.
+
+How this works: the listeners are non-blocking; the worker accepts until none is waiting, then
+sleeps in ``select()`` on the listeners and its signal wake-up pipe (at most ``timeout`` seconds,
+refreshing its heartbeat each turn). Each accepted connection is served on a blocking socket:
+the HTTP core parses the request, ``RequestCycle`` runs the app, the response is sent with
+``Connection: close`` and the socket is closed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+from typing import Any
+
+from pronghorn.apps.wsgi import ParserBody
+from pronghorn.http import CONNECTION_CLOSED, NEED_DATA, Limits, ProtocolError, RequestHead, RequestParser
+from pronghorn.net.listeners import Listener
+from pronghorn.workers.base import Worker
+
+_IGNORED_SEND_ERRORS = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN)
+RECV_SIZE = 65536
+DRAIN_LIMIT = 1 << 20
+
+
+class _SocketSink:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def write(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+
+class SyncWorker(Worker):
+    def run(self) -> None:
+        limits = Limits.from_settings(
+            limit_request_line=self.cfg.limit_request_line,
+            limit_request_fields=self.cfg.limit_request_fields,
+            limit_request_field_size=self.cfg.limit_request_field_size,
+            permit_obsolete_folding=self.cfg.permit_obsolete_folding,
+            strip_header_spaces=self.cfg.strip_header_spaces,
+            permit_unconventional_http_method=self.cfg.permit_unconventional_http_method,
+            permit_unconventional_http_version=self.cfg.permit_unconventional_http_version,
+            casefold_http_method=self.cfg.casefold_http_method,
+            header_map=self.cfg.header_map,
+        )
+        self.limits = limits
+        for listener in self.sockets:
+            listener.socket.setblocking(False)
+        wait = min(self.timeout, 1.0) if self.timeout > 0 else 1.0
+        while self.alive:
+            self.notify()
+            if not self.parent_alive():
+                return
+            for listener in self._wait_ready(wait):
+                self._accept_all(listener)
+                if not self.alive:
+                    break
+
+    def _wait_ready(self, timeout: float) -> list[Listener]:
+        try:
+            ready, _, _ = select.select([*self.sockets, self.wake_fd], [], [], timeout)
+        except OSError as exc:
+            if exc.errno == errno.EINTR:
+                return []
+            raise
+        if self.wake_fd in ready:
+            try:
+                while os.read(self.wake_fd, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        return [r for r in ready if isinstance(r, Listener)]
+
+    def _accept_all(self, listener: Listener) -> None:
+        while self.alive:
+            try:
+                client, addr = listener.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                    continue
+                raise
+            self.notify()
+            try:
+                self.handle(listener, client, addr)
+            finally:
+                client.close()
+            self.handled_request()
+
+    def handle(self, listener: Listener, client: socket.socket, addr: Any) -> None:
+        client.setblocking(True)
+        if self.cfg.timeout:
+            client.settimeout(self.cfg.timeout)
+        parser = RequestParser(self.limits)
+        peer = addr if isinstance(addr, tuple) else (addr or None)
+        try:
+            head = self._read_head(client, parser)
+            if head is None:
+                return
+            assert self.cycle is not None
+            body = ParserBody(parser, lambda: client.recv(RECV_SIZE))
+            response = self.cycle.run(
+                head,
+                body,
+                _SocketSink(client),
+                peer=(peer[0], peer[1]) if isinstance(peer, tuple) else peer,
+                server=listener.server_name,
+                keep_alive=False,  # sync answers one request per connection
+            )
+            if not response.failed:
+                # Read what the app left of a small body, so closing does not reset the connection
+                # (a reset can discard the response before the client has read it).
+                client.settimeout(1.0)
+                body.drain(DRAIN_LIMIT)
+        except ProtocolError as exc:
+            self.log.warning("Invalid request from ip=%s: %s", peer[0] if isinstance(peer, tuple) else peer, exc)
+            if exc.respond:
+                self._send_quietly(client, exc.to_response())
+        except socket.timeout:
+            self.log.debug("Client %s timed out", peer)
+        except OSError as exc:
+            if exc.errno not in _IGNORED_SEND_ERRORS:
+                self.log.exception("Socket error processing request.")
+
+    @staticmethod
+    def _read_head(client: socket.socket, parser: RequestParser) -> RequestHead | None:
+        while True:
+            event = parser.next_event()
+            if event is NEED_DATA:
+                parser.feed(client.recv(RECV_SIZE))
+            elif event is CONNECTION_CLOSED:
+                return None
+            elif isinstance(event, RequestHead):
+                return event
+            else:
+                raise AssertionError(f"unexpected event before a request head: {event!r}")
+
+    @staticmethod
+    def _send_quietly(client: socket.socket, data: bytes) -> None:
+        try:
+            client.sendall(data)
+        except OSError:
+            pass
