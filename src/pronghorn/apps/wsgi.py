@@ -13,8 +13,16 @@ from typing import IO, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from pronghorn import SERVER_SOFTWARE
-from pronghorn.http import BodyData, EndOfMessage, RequestHead, RequestParser, ResponseFramer, parse_status
-from pronghorn.http import NEED_DATA
+from pronghorn.http import (
+    NEED_DATA,
+    BodyData,
+    EndOfMessage,
+    RequestHead,
+    RequestParser,
+    ResponseFramer,
+    error_response,
+    parse_status,
+)
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
@@ -227,7 +235,7 @@ class Response:
         self.status_code = 0
         self.headers: list[tuple[str, str]] = []
         self.headers_sent = False
-        self.sent = 0
+        self.error_body_size = 0
         self.failed = False  # the connection must not be reused
 
     def start_response(
@@ -267,7 +275,6 @@ class Response:
         framed = self.framer.body(bytes(data))
         if framed:
             self.sink.write(framed)
-        self.sent += len(data)
 
     def write_all(self, result: Iterable[bytes]) -> None:
         for chunk in result:
@@ -286,13 +293,18 @@ class Response:
         self.status = f"{status_code} {reason}"
         self.status_code = status_code
         self.headers = []
-        payload = error_page(status_code, reason, message)
-        self.sent = len(payload) - payload.index(b"\r\n\r\n") - 4
+        payload = error_response(status_code, reason, message)
+        self.error_body_size = len(payload) - payload.index(b"\r\n\r\n") - 4
         self.headers_sent = True
         try:
             self.sink.write(payload)
         except OSError:
             pass
+
+    @property
+    def sent(self) -> int:
+        """Body bytes sent (the access log's ``%(b)s``)."""
+        return self.framer.bytes_sent or self.error_body_size
 
     @property
     def keep_alive(self) -> bool:

@@ -1,0 +1,158 @@
+"""Start real pronghorn processes for tests and always stop them by pid.
+
+Each server runs in its own session (process group = its pid), so stopping it by that pid also
+reaches workers it forked, even if the master died first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PRONGHORN_", "GUNICORN_"))}
+    env.pop("PORT", None)
+    env.pop("WEB_CONCURRENCY", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH", "")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+class Server:
+    """A started process; ``stop()`` ends its whole process group by the child's pid."""
+
+    def __init__(self, args: Sequence[str], *, cwd: Path | str, env: dict[str, str] | None = None,
+                 log: Path | None = None) -> None:
+        self.args = list(args)
+        self.log_path = Path(log) if log else Path(cwd) / f"server-{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            self.args, cwd=str(cwd), env=child_env(env), stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.pid = self.proc.pid
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_port(self, port: int, host: str = "127.0.0.1", timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                socket.create_connection((host, port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"server did not listen on {port} within {timeout}s:\n{self.output()}")
+
+    def wait_for_output(self, text: str, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.output()
+            if text in out:
+                return out
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not seen within {timeout}s:\n{self.output()}")
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def stop(self) -> None:
+        """TERM the group, then KILL whatever is left of it."""
+        for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
+            try:
+                self.proc.wait(timeout=grace)
+                if not _group_alive(self.pid):
+                    break
+            except subprocess.TimeoutExpired:
+                continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self._log.close()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+@contextlib.contextmanager
+def running(args: Sequence[str], *, cwd: Path | str, port: int | None = None,
+            env: dict[str, str] | None = None) -> Iterator[Server]:
+    server = Server(args, cwd=cwd, env=env)
+    try:
+        if port is not None:
+            server.wait_for_port(port)
+        yield server
+    finally:
+        server.stop()
+
+
+def pronghorn_cmd(*args: str, module: str = "pronghorn") -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def http_get(port: int, path: str = "/", host: str = "127.0.0.1", timeout: float = 10.0,
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One GET over a fresh connection; returns (status, headers, body) read until close."""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n{extra}\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return parse_response(data)
+
+
+def parse_response(data: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = _unchunk(body)
+    return status, headers, body
+
+
+def _unchunk(body: bytes) -> bytes:
+    out = b""
+    while True:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return out
+        out += rest[:size]
+        body = rest[size + 2:]
