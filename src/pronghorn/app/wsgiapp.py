@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from pronghorn.app.base import Application
-from pronghorn.apps.loading import import_app
-from pronghorn.errors import ConfigError
+from pronghorn.apps.loading import import_app, parse_reference
+from pronghorn.errors import AppImportError, ConfigError
 
 
 class WSGIApplication(Application):
@@ -30,6 +30,10 @@ class WSGIApplication(Application):
             if self.cfg.wsgi_app is None:
                 raise ConfigError("No application module specified.")
             self.app_uri = self.cfg.wsgi_app
+        try:
+            parse_reference(self.app_uri)  # a malformed reference is a config error, caught before forking
+        except (AppImportError, ImportError) as exc:
+            raise ConfigError(str(exc)) from None
 
     def load_wsgiapp(self) -> Callable[..., Any]:
         assert self.app_uri is not None

@@ -346,7 +346,7 @@ class Arbiter:
         if not quiet:
             self.log.info("Shutting down: %s", "Master")
         if reason is not None:
-            self.log.info("Reason: %s", reason)
+            self.log.log("error" if exit_status else "info", "Reason: %s", reason)
         if self.pidfile is not None:
             self.pidfile.unlink()
         self.call_hook("on_exit", self)
