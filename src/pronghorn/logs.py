@@ -34,9 +34,14 @@ class AccessRequest(Protocol):
 
 
 class AccessResponse(Protocol):
-    status: str
-    sent: int
-    headers: list[tuple[str, str]]
+    @property
+    def status(self) -> str | None: ...
+
+    @property
+    def sent(self) -> int: ...
+
+    @property
+    def headers(self) -> list[tuple[str, str]]: ...
 
 
 class _SafeAtoms(dict[str, Any]):
@@ -71,10 +76,10 @@ class Logger:
 
     @staticmethod
     def _replace_handler(log: logging.Logger, target: str | None, dash: TextIO, fmt: str) -> None:
-        for handler in list(log.handlers):
-            log.removeHandler(handler)
-            if isinstance(handler, logging.FileHandler):
-                handler.close()
+        for old in list(log.handlers):
+            log.removeHandler(old)
+            if isinstance(old, logging.FileHandler):
+                old.close()
         if target is None:
             log.addHandler(logging.NullHandler())
             return

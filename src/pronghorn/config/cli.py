@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from pronghorn import __version__
 from pronghorn.config.declared import ALL_SETTINGS
@@ -19,7 +19,7 @@ from pronghorn.errors import ConfigError
 class _Parser(argparse.ArgumentParser):
     """argparse that raises ``ConfigError`` instead of exiting, so callers decide how to stop."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise ConfigError(f"{self.prog}: {message}")
 
 

@@ -61,7 +61,8 @@ class SyncWorker(Worker):
 
     def _wait_ready(self, timeout: float) -> list[Listener]:
         try:
-            ready, _, _ = select.select([*self.sockets, self.wake_fd], [], [], timeout)
+            waitables: list[Listener | int] = [*self.sockets, self.wake_fd]
+            ready, _, _ = select.select(waitables, [], [], timeout)
         except OSError as exc:
             if exc.errno == errno.EINTR:
                 return []
