@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from pronghorn.config import Config
 from pronghorn.config import cli, sources
+from pronghorn.config.deferred import deferred_notice
 from pronghorn.errors import AppImportError, ConfigError
 
 
@@ -28,10 +29,12 @@ class BaseApplication:
         self.prog = prog
         self.logger: Any = None
         self.config_file: str | None = None
+        self.startup_notices: list[str] = []  # warnings the master logs once its logger exists
         self.do_load_config()
 
     def do_load_config(self) -> None:
         """Build ``cfg`` from the defaults, then ``load_config()``; a bad value stops the program."""
+        self.startup_notices = []
         try:
             self.load_default_config()
             self.load_config()
@@ -90,6 +93,8 @@ class Application(BaseApplication):
         for name, value in values.items():
             if name in self.cfg.settings:
                 self.cfg.set(name, value)
+            elif (notice := deferred_notice(name)) is not None:
+                self.startup_notices.append(notice)
         return values
 
     def load_config_from_file(self, filename: str) -> dict[str, Any]:

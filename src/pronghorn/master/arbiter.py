@@ -105,7 +105,8 @@ class Arbiter:
             raise HaltServer("App failed to load.", APP_LOAD_ERROR) from None
 
     def startup_warnings(self) -> list[str]:
-        warnings = [f"Setting {name} has no effect yet: {reason}." for name, reason in self.cfg.pending_in_use()]
+        warnings = list(getattr(self.app, "startup_notices", []))
+        warnings += [f"Setting {name} has no effect yet: {reason}." for name, reason in self.cfg.pending_in_use()]
         if self._worker_class_warning:
             warnings.append(f"worker_class {self.cfg.worker_class_str}: {self._worker_class_warning}.")
         return warnings
