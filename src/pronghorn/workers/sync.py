@@ -90,7 +90,6 @@ class SyncWorker(Worker):
                 self.handle(listener, client, addr)
             finally:
                 client.close()
-            self.handled_request()
 
     def handle(self, listener: Listener, client: socket.socket, addr: Any) -> None:
         client.setblocking(True)
@@ -112,6 +111,7 @@ class SyncWorker(Worker):
                 server=listener.server_name,
                 keep_alive=False,  # sync answers one request per connection
             )
+            self.handled_request()
             if not response.failed:
                 # Read what the app left of a small body, so closing does not reset the connection
                 # (a reset can discard the response before the client has read it).
