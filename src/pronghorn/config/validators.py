@@ -24,9 +24,9 @@ def boolean(value: Any) -> bool:
         return value
     if isinstance(value, str):
         lowered = value.strip().lower()
-        if lowered in ("true", "1", "yes", "on", "y"):
+        if lowered == "true":
             return True
-        if lowered in ("false", "0", "no", "off", "n"):
+        if lowered == "false":
             return False
     raise ValueError("expected true or false")
 
@@ -258,10 +258,9 @@ def hook(arity: int) -> Validator:
 
     def validate(value: Any) -> Callable[..., Any]:
         function = _resolve_dotted(value.strip()) if isinstance(value, str) else value
-        if not callable(function):
-            raise ValueError(f"expected a callable taking {arity} arguments")
-        if not accepts(function, arity):
-            raise ValueError(f"expected a callable taking {arity} arguments")
+        plural = "argument" if arity == 1 else "arguments"
+        if not callable(function) or not accepts(function, arity):
+            raise ValueError(f"expected a callable taking {arity} {plural}")
         return function  # type: ignore[no-any-return]
 
     return validate

@@ -33,13 +33,13 @@ def test_every_validator_used_is_covered_here() -> None:
 
 
 @pytest.mark.parametrize(("value", "expected"), [
-    (True, True), (False, False), ("true", True), ("False", False), (" TRUE ", True), ("0", False), ("1", True),
+    (True, True), (False, False), ("true", True), ("False", False), (" TRUE ", True),
 ])
 def test_boolean(value: Any, expected: bool) -> None:
     assert validators.boolean(value) is expected
 
 
-@pytest.mark.parametrize("value", ["maybe", "", None, 1, 0.0, []])
+@pytest.mark.parametrize("value", ["maybe", "", None, 1, 0.0, [], "0", "1", "yes", "on"])
 def test_boolean_rejects(value: Any) -> None:
     rejects(validators.boolean, value, "expected true or false")
 
@@ -205,7 +205,7 @@ def test_hook_checks_the_arity() -> None:
     assert one(on_starting) is on_starting
     assert one(flexible) is flexible
     assert validators.hook(3)(lambda server, new, old=None: None) is not None
-    rejects(one, lambda: None, "expected a callable taking 1 arguments")
+    rejects(one, lambda: None, "expected a callable taking 1 argument")
     rejects(one, lambda a, b: None, "expected a callable taking 1 arguments")
     rejects(one, 42, "expected a callable taking 1 arguments")
 
