@@ -206,8 +206,8 @@ def test_hook_checks_the_arity() -> None:
     assert one(flexible) is flexible
     assert validators.hook(3)(lambda server, new, old=None: None) is not None
     rejects(one, lambda: None, "expected a callable taking 1 argument")
-    rejects(one, lambda a, b: None, "expected a callable taking 1 arguments")
-    rejects(one, 42, "expected a callable taking 1 arguments")
+    rejects(one, lambda a, b: None, "expected a callable taking 1 argument")
+    rejects(one, 42, "expected a callable taking 1 argument")
 
 
 def test_hook_resolves_dotted_paths() -> None:
