@@ -175,3 +175,23 @@ def test_embedding_example(tmp_path: Path) -> None:
         status, _, body = http_get(port, "/")
         assert (status, body) == (200, b"Works fine")
         server.wait_for_output("pre-fork server", timeout=10)
+
+
+def test_chdir_pythonpath_and_env(tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "site" / "siteapp.py").write_text(
+        "import os, helper\n"
+        "def app(environ, start_response):\n"
+        "    body = (os.getcwd() + '|' + helper.NAME + '|' + os.environ.get('GREETING', '')).encode()\n"
+        "    start_response('200 OK', [('Content-Length', str(len(body)))])\n"
+        "    return [body]\n"
+    )
+    (tmp_path / "lib" / "helper.py").write_text("NAME = 'from-pythonpath'\n")
+    port = free_port()
+    args = ["siteapp:app", "--chdir", "site", "--pythonpath", str(tmp_path / "lib"), "-e", "GREETING=hi",
+            "-b", f"127.0.0.1:{port}"]
+    with running(pronghorn_cmd(*args), cwd=tmp_path, port=port):
+        status, _, body = http_get(port)
+    assert status == 200
+    assert body.decode() == f"{tmp_path / 'site'}|from-pythonpath|hi"

@@ -42,7 +42,7 @@ def _add_option(parser: argparse.ArgumentParser, setting: Setting) -> None:
         "dest": setting.name,
         "default": None,
         # argparse %-formats help text; settings such as access_log_format contain '%'.
-        "help": f"{setting.desc} (default: {setting.default_doc or setting.default!r})".replace("%", "%%"),
+        "help": f"{setting.desc} (default: {_default_text(setting)})".replace("%", "%%"),
     }
     action = setting.action or "store"
     kwargs["action"] = action
@@ -57,6 +57,10 @@ def _add_option(parser: argparse.ArgumentParser, setting: Setting) -> None:
     elif action == "store_const":
         kwargs["const"] = setting.const
     parser.add_argument(*setting.cli, **kwargs)
+
+
+def _default_text(setting: Setting) -> str:
+    return setting.default_doc.replace("`", "") if setting.default_doc else repr(setting.default)
 
 
 def given_options(namespace: argparse.Namespace, settings: Iterable[Setting] = ALL_SETTINGS) -> dict[str, Any]:
