@@ -195,3 +195,20 @@ def test_chdir_pythonpath_and_env(tmp_path: Path) -> None:
         status, _, body = http_get(port)
     assert status == 200
     assert body.decode() == f"{tmp_path / 'site'}|from-pythonpath|hi"
+
+
+def test_address_in_use_fails_with_one_clear_line(project: Path) -> None:
+    import socket as socket_module
+
+    with socket_module.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = Server(pronghorn_cmd("exampleapi:app", "-b", f"127.0.0.1:{port}"), cwd=project)
+        try:
+            code = server.wait(timeout=20)
+        finally:
+            server.stop()
+    assert code == 1
+    assert f"Can't bind 127.0.0.1:{port}" in server.output()
+    assert "Traceback" not in server.output()

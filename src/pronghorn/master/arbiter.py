@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from pronghorn.app.base import BaseApplication
 
 HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH", "CHLD")
-_WAKEUP = -1  # queued by wakeup(); not a signal number
 
 
 class Arbiter:
@@ -119,15 +118,18 @@ class Arbiter:
         # Nothing but a queue put: logging or forking here could deadlock.
         self.signals.put(signum)
 
-    def wakeup(self) -> None:
-        self.signals.put(_WAKEUP)
-
     # --- main loop ---
 
     def run(self) -> None:
         """Start, then supervise workers until a stop signal; exits the process."""
         try:
             self.start()
+        except HaltServer as exc:
+            self.halt(exc.reason, exc.exit_status)
+        except (ConfigError, OSError, RuntimeError) as exc:
+            self.log.error("%s", exc)  # a start-up failure: one clear line, no traceback
+            self.halt(exit_status=1, quiet=True)
+        try:
             self.num_workers = self.cfg.workers
             self.manage_workers()
             while True:
@@ -140,11 +142,6 @@ class Arbiter:
             self.halt()
         except HaltServer as exc:
             self.halt(exc.reason, exc.exit_status)
-        except (ConfigError, AppImportError, ImportError, OSError, RuntimeError) as exc:
-            # A start-up failure: one clear line, workers (if any) stopped, no traceback.
-            self.log.error("%s", exc)
-            self.stop(graceful=False)
-            self.halt(exit_status=1, quiet=True)
         except SystemExit:
             raise
         except Exception:
@@ -164,7 +161,7 @@ class Arbiter:
             try:
                 pending.append(self.signals.get_nowait())
             except queue.Empty:
-                return [s for s in pending if s != _WAKEUP]
+                return pending
 
     def dispatch(self, signum: int) -> None:
         name = signal.Signals(signum).name[3:].lower()
