@@ -1,0 +1,184 @@
+"""Field sections (RFC 9112 section 5): the header section and the chunked trailer section.
+
+Two steps, shared by headers and trailers:
+
+* :class:`FieldSectionScanner` finds the end of a section in a growing buffer
+  (the first CRLF CRLF, or an immediate CRLF for an empty section).  While the
+  section is incomplete it only looks at newly arrived bytes, rejecting a bare
+  LF at once and enforcing the section and line size caps early, so a slow or
+  hostile peer cannot make it rescan the buffer.
+* :func:`parse_field_lines` turns a complete section into ``(NAME, value)``
+  pairs: token names (upper-cased), SP/HTAB-trimmed values without control
+  bytes, obs-fold handling, per-line and count limits, ``header_map`` for
+  names containing ``_``, duplicate and forbidden-trailer checks.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .errors import (
+    InvalidHeader,
+    InvalidHeaderName,
+    LimitRequestHeaders,
+    ObsoleteFolding,
+    show,
+)
+from .grammar import CRLF, FIELD_VALUE_CTL, OWS, SECTION_CTL, TCHAR
+from .limits import Limits
+
+# Gunicorn (26.1): a second Host, Content-Type or Content-Length is an error.
+# RFC 9110 section 5.3: these fields are not lists, so duplicates are invalid.
+_SINGLETONS: Final = frozenset({b"HOST", b"CONTENT-TYPE", b"CONTENT-LENGTH"})
+# RFC 9110 section 6.5.1: fields that must not be taken from trailers
+# (framing, routing, authentication and the trailer machinery itself).
+FORBIDDEN_TRAILERS: Final = frozenset(
+    {b"HOST", b"CONTENT-LENGTH", b"TRANSFER-ENCODING", b"TRAILER", b"AUTHORIZATION", b"TE"}
+)
+_LF: Final = 0x0A
+_CR: Final = 0x0D
+
+
+class FieldSectionScanner:
+    """Locate the end of one field section starting at ``start`` in a buffer."""
+
+    __slots__ = ("_limits", "_start", "_scan", "_line_start")
+
+    def __init__(self, limits: Limits, start: int = 0) -> None:
+        self._limits = limits
+        self._start = self._scan = self._line_start = start
+
+    def reset(self, start: int) -> None:
+        self._start = self._scan = self._line_start = start
+
+    def find_end(self, buf: bytearray) -> int:
+        """Index just past the section's final CRLF, or -1 if more bytes are needed."""
+        start = self._start
+        size = len(buf)
+        if self._scan == start:
+            # RFC 9112 section 2.1: an empty section is just the terminating CRLF.
+            if size - start < 2:
+                if size == start or buf[start] == _CR:
+                    return -1
+            elif buf[start] == _CR and buf[start + 1] == _LF:
+                return start + 2
+        end = buf.find(b"\r\n\r\n", max(start, self._scan - 3))
+        if end != -1:
+            if end + 4 - start > self._limits.max_field_section:
+                raise LimitRequestHeaders("Header section too large")
+            return end + 4
+        self._check_partial(buf, size)
+        return -1
+
+    def _check_partial(self, buf: bytearray, size: int) -> None:
+        limits = self._limits
+        start = self._start
+        # Gunicorn's "max buffer headers": an unfinished section longer than
+        # the cap can never become valid.  Checked first so a huge feed is
+        # rejected without walking its lines.
+        if size - start > limits.max_field_section:
+            raise LimitRequestHeaders("Header section too large")
+        max_line = limits.max_header_field_size
+        at = buf.find(b"\n", self._scan)
+        while at != -1:
+            # RFC 9112 section 2.2: only CRLF terminates a field line here;
+            # a bare LF is rejected at once rather than guessed at.
+            if at == start or buf[at - 1] != _CR:
+                raise InvalidHeader("Bare LF as line terminator in field section")
+            # Each finished line (CRLF included) must fit on its own; an
+            # obs-fold continuation only makes its field longer.  Checking
+            # here keeps the verdict independent of how the bytes arrived.
+            if at + 1 - self._line_start > max_line:
+                raise LimitRequestHeaders("Header field too large")
+            self._line_start = at + 1
+            at = buf.find(b"\n", at + 1)
+        # An unfinished line this long can no longer fit max_header_field_size
+        # (the line plus its CRLF must fit).
+        if size - self._line_start >= max_line:
+            raise LimitRequestHeaders("Header field too large")
+        self._scan = size
+
+
+def parse_field_lines(block: bytes, limits: Limits, *, trailers: bool = False) -> list[tuple[bytes, bytes]]:
+    """Parse a complete section (every line CRLF-terminated, final empty line excluded)."""
+    if not block:
+        return []
+    lines = block[:-2].split(CRLF)
+    count = len(lines)
+    # Fast path: no control bytes anywhere and every CR/LF belongs to a CRLF,
+    # so values need no per-line control-byte search.
+    clean = (
+        SECTION_CTL.search(block) is None
+        and block.count(b"\r") == count
+        and block.count(b"\n") == count
+    )
+    max_count = limits.max_header_count
+    max_size = limits.max_header_field_size
+    folding = limits.permit_obsolete_folding
+    strip_name = limits.strip_header_spaces
+    header_map = limits.header_map
+    allowed = limits.underscore_names_allowed
+    allow_all = b"*" in allowed
+    fields: list[tuple[bytes, bytes]] = []
+    seen_singletons: set[bytes] = set()
+    seen = 0
+    index = 0
+    while index < count:
+        line = lines[index]
+        index += 1
+        if not clean and b"\n" in line:
+            # RFC 9112 section 2.2: the same verdict as the incremental scan
+            # (bare LF as a line terminator), however the bytes were split.
+            raise InvalidHeader("Bare LF as line terminator in field section")
+        if seen >= max_count:
+            raise LimitRequestHeaders("Too many header fields")
+        seen += 1
+        if line[:1] in (b" ", b"\t"):
+            # Only possible for the first line (later continuations are consumed
+            # below). RFC 9112 section 2.2: whitespace between the start-line and
+            # the first field line is rejected; obs-fold needs a preceding field.
+            raise InvalidHeader(f"Whitespace before the first field line {show(line)}")
+        colon = line.find(b":")
+        if colon <= 0:
+            raise InvalidHeader(f"Invalid header line {show(line)}")
+        name = line[:colon]
+        if strip_name:
+            name = name.rstrip(OWS)
+        # RFC 9110 section 5.1: field-name = token (no whitespace before ":",
+        # RFC 9112 section 5.1).
+        if not name or name.translate(None, TCHAR):
+            raise InvalidHeaderName(f"Invalid header name {show(name)}")
+        # RFC 9112 section 5.1: OWS around the field value is not part of it.
+        value = line[colon + 1 :].strip(OWS)
+        size = len(line) + 2
+        while index < count and lines[index][:1] in (b" ", b"\t"):
+            # RFC 9112 section 5.2: obs-fold is rejected unless permitted, and
+            # then replaced by a single SP; it counts toward the line size.
+            if not folding:
+                raise ObsoleteFolding(f"Obsolete line folding {show(lines[index])}")
+            continuation = lines[index]
+            index += 1
+            size += len(continuation) + 2
+            part = continuation.strip(OWS)
+            if part:
+                value = value + b" " + part if value else part
+        if size > max_size:
+            raise LimitRequestHeaders(f"Header field too large: {show(name)}")
+        # RFC 9110 section 5.5: CR, LF, NUL and other CTLs are invalid in values.
+        if not clean and FIELD_VALUE_CTL.search(value) is not None:
+            raise InvalidHeader(f"Invalid character in value of {show(name)}")
+        upper = name.upper()
+        if b"_" in upper and not (allow_all or upper in allowed):
+            # Names with "_" collide with "-" names in CGI/WSGI environ keys.
+            if header_map == "drop":
+                continue
+            if header_map == "refuse":
+                raise InvalidHeaderName(f"Header name with underscore refused {show(name)}")
+        if trailers and upper in FORBIDDEN_TRAILERS:
+            raise InvalidHeaderName(f"Field not allowed in trailers {show(name)}")
+        if upper in _SINGLETONS:
+            if upper in seen_singletons:
+                raise InvalidHeader(f"Duplicate {show(name)} header")
+            seen_singletons.add(upper)
+        fields.append((upper, value))
+    return fields

@@ -1,0 +1,149 @@
+"""Parser limits and leniency switches, as one small immutable value.
+
+The HTTP layer never reads settings itself: callers build a :class:`Limits`
+(usually with :meth:`Limits.from_settings`, passing Gunicorn-style setting
+values straight in) and hand it to the parser.  Construction always
+normalises the numeric limits with Gunicorn's clamps, so an out-of-range
+``Limits`` value cannot exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+# Gunicorn's hard ceilings (same numbers, so settings behave identically).
+MAX_REQUEST_LINE = 8190
+UNLIMITED_REQUEST_LINE = 1 << 20  # "0 = unlimited" still needs a ceiling: 1 MiB
+MAX_HEADERS = 32768
+DEFAULT_MAX_HEADERFIELD_SIZE = 8190
+DEFAULT_MAX_CHUNK_EXTENSION = 4096
+
+HeaderMap = Literal["drop", "refuse", "dangerous"]
+_HEADER_MAP_VALUES: frozenset[str] = frozenset({"drop", "refuse", "dangerous"})
+
+
+def _clamp_request_line(value: int) -> int:
+    if value == 0:
+        return UNLIMITED_REQUEST_LINE
+    if value < 0 or value >= MAX_REQUEST_LINE:
+        return MAX_REQUEST_LINE
+    return value
+
+
+def _clamp_header_count(value: int) -> int:
+    if value <= 0 or value > MAX_HEADERS:
+        return MAX_HEADERS
+    return value
+
+
+def _clamp_field_size(value: int) -> int:
+    return DEFAULT_MAX_HEADERFIELD_SIZE if value <= 0 else value
+
+
+def _clamp_chunk_extension(value: int) -> int:
+    return DEFAULT_MAX_CHUNK_EXTENSION if value <= 0 else value
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits and leniency switches for :class:`~pronghorn.http.parser.RequestParser`.
+
+    ``max_request_line``: bytes of the request line before CRLF (0 = unlimited,
+    capped at 1 MiB; negative or >= 8190 -> 8190).  ``max_header_count``: field
+    lines per header or trailer section (<= 0 or > 32768 -> 32768).
+    ``max_header_field_size``: bytes per field line including name, colon,
+    value, CRLF and obs-fold continuation lines (<= 0 -> 8190).
+    ``max_chunk_extension``: bytes of chunk-ext per chunk (<= 0 -> 4096).
+    ``header_map`` decides what happens to field names containing ``_``
+    unless they are listed in ``underscore_names_allowed`` (upper-cased names,
+    or ``b"*"`` for all).  ``require_host`` rejects HTTP/1.1 requests without
+    a Host field (off by default, as in Gunicorn; see the parser docstring).
+    """
+
+    max_request_line: int = 4094
+    max_header_count: int = 100
+    max_header_field_size: int = 8190
+    max_chunk_extension: int = DEFAULT_MAX_CHUNK_EXTENSION
+    permit_obsolete_folding: bool = False
+    strip_header_spaces: bool = False
+    permit_unconventional_method: bool = False
+    permit_unconventional_version: bool = False
+    casefold_method: bool = False
+    header_map: HeaderMap = "drop"
+    underscore_names_allowed: frozenset[bytes] = frozenset()
+    require_host: bool = False
+
+    def __post_init__(self) -> None:
+        if self.header_map not in _HEADER_MAP_VALUES:
+            raise ValueError(
+                f"header_map must be one of drop, refuse, dangerous; got {self.header_map!r}"
+            )
+        # frozen dataclass: normalise through object.__setattr__ once, here.
+        object.__setattr__(self, "max_request_line", _clamp_request_line(self.max_request_line))
+        object.__setattr__(self, "max_header_count", _clamp_header_count(self.max_header_count))
+        object.__setattr__(
+            self, "max_header_field_size", _clamp_field_size(self.max_header_field_size)
+        )
+        object.__setattr__(
+            self, "max_chunk_extension", _clamp_chunk_extension(self.max_chunk_extension)
+        )
+        object.__setattr__(
+            self,
+            "underscore_names_allowed",
+            frozenset(name.upper() for name in self.underscore_names_allowed),
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        *,
+        limit_request_line: int = 4094,
+        limit_request_fields: int = 100,
+        limit_request_field_size: int = 8190,
+        permit_obsolete_folding: bool = False,
+        strip_header_spaces: bool = False,
+        permit_unconventional_http_method: bool = False,
+        permit_unconventional_http_version: bool = False,
+        casefold_http_method: bool = False,
+        header_map: str = "drop",
+        forwarder_headers: Iterable[str | bytes] = (),
+        require_host: bool = False,
+    ) -> Limits:
+        """Build limits from Gunicorn setting values (names as in Gunicorn).
+
+        ``forwarder_headers`` must only be passed for peers the caller trusts
+        (Gunicorn: ``forwarded_allow_ips``); names are upper-cased, ``*`` allows all.
+        """
+        if header_map not in _HEADER_MAP_VALUES:
+            raise ValueError(
+                f"header_map must be one of drop, refuse, dangerous; got {header_map!r}"
+            )
+        allowed = frozenset(
+            (name.encode("latin-1") if isinstance(name, str) else name).upper()
+            for name in forwarder_headers
+        )
+        mapping: HeaderMap = "drop"
+        if header_map == "refuse":
+            mapping = "refuse"
+        elif header_map == "dangerous":
+            mapping = "dangerous"
+        return cls(
+            max_request_line=limit_request_line,
+            max_header_count=limit_request_fields,
+            max_header_field_size=limit_request_field_size,
+            permit_obsolete_folding=permit_obsolete_folding,
+            strip_header_spaces=strip_header_spaces,
+            permit_unconventional_method=permit_unconventional_http_method,
+            permit_unconventional_version=permit_unconventional_http_version,
+            casefold_method=casefold_http_method,
+            header_map=mapping,
+            underscore_names_allowed=allowed,
+            require_host=require_host,
+        )
+
+    @property
+    def max_field_section(self) -> int:
+        """Byte cap for a whole header (or trailer) section, final CRLF included."""
+        return self.max_header_count * (self.max_header_field_size + 2) + 4

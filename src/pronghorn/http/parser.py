@@ -1,0 +1,238 @@
+"""HTTP/1.1 request parser: bytes in, events out (sans-IO, RFC 9112).
+
+How this works
+--------------
+``feed()`` appends bytes to one ``bytearray``; ``feed(b"")`` records EOF.
+``next_event()`` advances a small state machine over that buffer and returns
+one event per call:
+
+``IDLE``   waiting for a request head.  One empty line (CRLF) before the
+           request line is skipped.  The request line must end in CRLF within
+           ``max_request_line + 2`` bytes (else 414 at once, without waiting
+           for the line to finish) and is validated at once
+           (``parse_request_line``); then :class:`FieldSectionScanner` finds the
+           end of the header section, checking only newly arrived bytes.  A
+           complete section is validated in one go (``parse_field_lines``,
+           ``build_request_head``) and returned as a
+           :class:`RequestHead`; the body reader is chosen (chunked, length, or
+           none: no framing means no body) and the state becomes ``BODY``.
+``BODY``   the reader turns buffered bytes into :class:`BodyData` slices and
+           finally :class:`EndOfMessage` (state ``DONE``).
+``DONE``   ``NEED_DATA`` until the caller calls ``start_next_request()``;
+           pipelined bytes stay buffered until then.
+``CLOSED`` the peer closed between requests (``CONNECTION_CLOSED``).
+``ERROR``  the first :class:`ProtocolError` is kept and re-raised by every
+           later call; the connection must be closed after answering it.
+
+EOF inside a message raises :class:`IncompleteMessage` (``respond = False``),
+except where a chunk's CRLF or the end of the trailer section is due: that is
+:class:`ChunkMissingTerminator` (400), as in Gunicorn.
+
+Policies
+--------
+* Strict by construction: bare LF, obs-fold (unless permitted), control bytes,
+  non-token names, CL+TE, duplicate CL/Host/Content-Type, non-final chunked,
+  Transfer-Encoding on HTTP/1.0 and malformed chunk lines are all rejected,
+  never repaired (RFC 9112 section 11.2, request smuggling).
+* Missing Host on HTTP/1.1 (RFC 9112 section 3.2: "MUST respond 400"): rejected
+  when ``Limits.require_host`` is set.  It is off by default because Gunicorn
+  accepts such requests and the conformance corpus requires them to be served.
+* Keep-alive: ``close`` anywhere in Connection closes (RFC 9112 section 9.6);
+  otherwise the first Connection field decides (exactly ``close`` /
+  ``keep-alive``), else the version does.  CONNECT and compressed transfer
+  codings always close afterwards.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+from .body import ChunkedReader, LengthReader, take
+from .errors import IncompleteMessage, InvalidRequestLine, LimitRequestLine, ProtocolError
+from .events import CONNECTION_CLOSED, NEED_DATA, EndOfMessage, Event, RequestHead
+from .fields import FieldSectionScanner, parse_field_lines
+from .framing import build_request_head
+from .limits import Limits
+from .request_line import RequestLine, parse_request_line
+
+_CR: Final = 0x0D
+_LF: Final = 0x0A
+_DEFAULT_LIMITS: Final = Limits()
+
+
+class ParserState(enum.Enum):
+    IDLE = "IDLE"  # waiting for (the rest of) a request head
+    BODY = "BODY"  # head delivered, body events pending
+    DONE = "DONE"  # EndOfMessage delivered; call start_next_request()
+    CLOSED = "CLOSED"  # peer closed cleanly between requests
+    ERROR = "ERROR"  # a ProtocolError was raised; the parser is dead
+
+
+class RequestParser:
+    """Server-side HTTP/1.1 request parser for one connection."""
+
+    __slots__ = (
+        "_limits",
+        "_buf",
+        "_eof",
+        "_state",
+        "_error",
+        "_head",
+        "_reader",
+        "_preamble_checked",
+        "_line_end",
+        "_line_scan",
+        "_request_line",
+        "_fields",
+    )
+
+    def __init__(self, limits: Limits = _DEFAULT_LIMITS) -> None:
+        self._limits = limits
+        self._buf = bytearray()
+        self._eof = False
+        self._state = ParserState.IDLE
+        self._error: ProtocolError | None = None
+        self._head: RequestHead | None = None
+        self._reader: ChunkedReader | LengthReader | None = None
+        self._preamble_checked = False
+        self._line_end = -1  # index of the request line's LF once found
+        self._line_scan = 0  # where the search for that LF resumes
+        self._request_line: RequestLine | None = None
+        self._fields = FieldSectionScanner(limits)
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def state(self) -> ParserState:
+        return self._state
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet consumed (e.g. pipelined requests)."""
+        return len(self._buf)
+
+    @property
+    def eof(self) -> bool:
+        """Whether the peer's EOF has been fed."""
+        return self._eof
+
+    @property
+    def head(self) -> RequestHead | None:
+        """The head of the current request (``None`` while waiting for one)."""
+        return self._head
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes; ``b""`` signals EOF from the peer."""
+        if self._eof:
+            if data:
+                raise RuntimeError("feed() called with data after EOF")
+            return
+        if not data:
+            self._eof = True
+        elif self._state is not ParserState.ERROR:
+            self._buf += data
+
+    def next_event(self) -> Event:
+        """Next event, ``NEED_DATA`` or ``CONNECTION_CLOSED``; raises :class:`ProtocolError`."""
+        if self._error is not None:
+            raise self._error.with_traceback(None)
+        try:
+            if self._state is ParserState.BODY:
+                return self._read_body()
+            if self._state is ParserState.IDLE:
+                return self._read_head()
+            if self._state is ParserState.CLOSED:
+                return CONNECTION_CLOSED
+            return NEED_DATA
+        except ProtocolError as exc:
+            self._error = exc
+            self._state = ParserState.ERROR
+            raise
+
+    def start_next_request(self) -> None:
+        """After ``EndOfMessage``: parse the next (pipelined) request from buffered bytes."""
+        if self._state is not ParserState.DONE:
+            raise RuntimeError(f"start_next_request() in state {self._state.value}")
+        if self._head is not None and not self._head.keep_alive:
+            raise RuntimeError("the previous request does not allow another one on this connection")
+        self._state = ParserState.IDLE
+        self._head = None
+        self._reader = None
+        self._preamble_checked = False
+        self._line_end = -1
+        self._line_scan = 0
+        self._request_line = None
+
+    # -- internals ----------------------------------------------------------
+
+    def _read_body(self) -> Event:
+        reader = self._reader
+        assert reader is not None
+        event = reader.read(self._buf)
+        if event is None:
+            if self._eof:
+                raise reader.eof_error()
+            return NEED_DATA
+        if type(event) is EndOfMessage:
+            self._state = ParserState.DONE
+        return event
+
+    def _wait_for_head(self) -> Event:
+        if not self._eof:
+            return NEED_DATA
+        if not self._buf:
+            self._state = ParserState.CLOSED
+            return CONNECTION_CLOSED
+        raise IncompleteMessage("Connection closed before the request head was complete")
+
+    def _read_head(self) -> Event:
+        buf = self._buf
+        limits = self._limits
+        if self._line_end == -1:
+            if not self._preamble_checked:
+                if len(buf) < 2:
+                    if not buf or buf[0] == _CR:
+                        return self._wait_for_head()
+                else:
+                    self._preamble_checked = True
+                    # RFC 9112 section 2.2: ignore at least one empty line
+                    # received before the request-line (we ignore exactly one).
+                    if buf[0] == _CR and buf[1] == _LF:
+                        del buf[:2]
+            limit = limits.max_request_line
+            lf = buf.find(b"\n", self._line_scan, limit + 2)
+            if lf == -1:
+                if len(buf) > limit + 2:
+                    raise LimitRequestLine(f"Request line is longer than {limit} bytes")
+                self._line_scan = len(buf)
+                return self._wait_for_head()
+            # RFC 9112 section 2.2: a bare LF is not accepted as a terminator.
+            if lf == 0 or buf[lf - 1] != _CR:
+                raise InvalidRequestLine("Bare LF in request line")
+            if lf - 1 > limit:
+                raise LimitRequestLine(f"Request line is longer than {limit} bytes")
+            # Validated as soon as it is complete (as Gunicorn does), so a bad
+            # request line is reported as such however the bytes were split.
+            self._request_line = parse_request_line(bytes(buf[: lf - 1]), limits)
+            self._line_end = lf
+            self._fields.reset(lf + 1)
+        end = self._fields.find_end(buf)
+        if end == -1:
+            return self._wait_for_head()
+        request_line = self._request_line
+        assert request_line is not None
+        raw = take(buf, end)
+        fields = parse_field_lines(raw[self._line_end + 1 : end - 2], limits)
+        head = build_request_head(request_line, fields, limits)
+        self._head = head
+        if head.chunked:
+            self._reader = ChunkedReader(limits)
+        else:
+            self._reader = LengthReader(head.content_length or 0)
+        self._state = ParserState.BODY
+        return head

@@ -1,0 +1,282 @@
+"""Response side: status and header validation, framing decisions, serialisation.
+
+:class:`ResponseFramer` is pure: it is told about the request (method,
+version, whether the request allows keep-alive) and turns the application's
+status and headers into bytes, then frames each body piece.  It decides:
+
+* chunked (HTTP/1.1+, no Content-Length, a body is allowed) or
+  close-delimited (HTTP/1.0 without Content-Length) or Content-Length;
+* no body for HEAD, 1xx, 204 and 304 (RFC 9110 sections 9.3.2, 15.2, 15.3.5,
+  15.4.5); Content-Length is removed for 1xx/204 and kept for HEAD/304;
+* ``Connection: close|keep-alive|upgrade`` and whether the connection may be
+  reused afterwards (:attr:`ResponseFramer.keep_alive`).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from typing import Final
+
+from .errors import InvalidResponseHeader, InvalidResponseHeaderName
+from .grammar import TCHAR
+
+CONTINUE_RESPONSE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+# Hop-by-hop fields the application may not set (RFC 9110 section 7.6.1),
+# plus Server/Date which the server owns.  Lower-case.
+HOP_BY_HOP: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "server",
+        "date",
+    }
+)
+
+# str.translate table deleting every tchar: a token translates to "".
+_DELETE_TCHAR: Final = {code: None for code in TCHAR}
+_DIGITS_STR: Final = re.compile("[0-9]{1,19}")
+# RFC 9110 section 5.5: field-value = *field-content; VCHAR / SP / HTAB / obs-text.
+_FIELD_VALUE_STR: Final = re.compile("[ \t\x21-\x7e\x80-\xff]*")
+_FIELD_VALUE_BYTES: Final = re.compile(rb"[ \t\x21-\x7e\x80-\xff]*")
+# RFC 9112 section 4: status-code = 3DIGIT, reason-phrase = *( HTAB / SP / VCHAR / obs-text )
+_STATUS: Final = re.compile("([0-9]{3})(?: ([ \t\x21-\x7e\x80-\xff]*))?")
+
+_DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@functools.lru_cache(maxsize=4)
+def _format_date(seconds: int) -> str:
+    t = time.gmtime(seconds)
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
+
+
+def http_date(timestamp: float | None = None) -> str:
+    """IMF-fixdate (RFC 9110 section 5.6.7), e.g. ``'Sat, 21 Oct 2017 17:42:33 GMT'``."""
+    return _format_date(int(time.time() if timestamp is None else timestamp))
+
+
+def is_token(name: bytes | str) -> bool:
+    """RFC 9110 section 5.6.2: ``1*tchar``."""
+    if isinstance(name, str):
+        return bool(name) and not name.translate(_DELETE_TCHAR)
+    return bool(name) and not name.translate(None, TCHAR)
+
+
+def is_valid_field_value(value: bytes | str) -> bool:
+    """RFC 9110 section 5.5: no CR, LF, NUL or other control bytes (HTAB allowed)."""
+    if isinstance(value, str):
+        return _FIELD_VALUE_STR.fullmatch(value) is not None
+    return _FIELD_VALUE_BYTES.fullmatch(value) is not None
+
+
+def parse_status(status: str) -> tuple[int, str]:
+    """Split a WSGI status (``"200 OK"``) into code and reason; ``ValueError`` if malformed."""
+    if not isinstance(status, str):
+        raise ValueError(f"status must be a str, not {type(status).__name__}")
+    match = _STATUS.fullmatch(status)
+    if match is None:
+        raise ValueError(f"Invalid status {status[:64]!r}")
+    return int(match.group(1)), match.group(2) or ""
+
+
+def _allows_body(method: bytes, status_code: int) -> bool:
+    return not (method == b"HEAD" or status_code < 200 or status_code in (204, 304))
+
+
+class ResponseFramer:
+    """Frames one response on a connection."""
+
+    __slots__ = (
+        "_method",
+        "_version",
+        "_request_keep_alive",
+        "_server_header",
+        "status_code",
+        "chunked",
+        "content_length",
+        "body_allowed",
+        "upgrade",
+        "body_dropped",
+        "_keep_alive",
+        "_head_sent",
+        "_sent",
+        "_ended",
+    )
+
+    def __init__(
+        self,
+        *,
+        request_method: bytes,
+        request_version: tuple[int, int],
+        keep_alive: bool,
+        server_header: bytes,
+    ) -> None:
+        self._method = request_method
+        self._version = request_version
+        self._request_keep_alive = keep_alive
+        self._server_header = server_header
+        self.status_code = 0
+        self.chunked = False
+        self.content_length: int | None = None
+        self.body_allowed = True
+        self.upgrade = False
+        self.body_dropped = False  # body bytes arrived for a response that has none
+        self._keep_alive = keep_alive
+        self._head_sent = False
+        self._sent = 0
+        self._ended = False
+
+    @property
+    def keep_alive(self) -> bool:
+        """After ``head()``: whether the connection may be reused.
+
+        After ``end()`` this also turns False when a Content-Length body came up short.
+        """
+        return self._keep_alive and not (self._ended and self.short)
+
+    @property
+    def complete(self) -> bool:
+        """Whether everything the head promised has been sent (a CL body fully written)."""
+        if self.content_length is None or not self.body_allowed:
+            return True
+        return self._sent >= self.content_length
+
+    @property
+    def short(self) -> bool:
+        """A Content-Length body that is (so far) incomplete: the connection must be closed."""
+        return not self.complete
+
+    @property
+    def bytes_sent(self) -> int:
+        """Body bytes (not framing) written so far."""
+        return self._sent
+
+    def head(self, status_code: int, reason: str, headers: list[tuple[str, str]]) -> bytes:
+        if self._head_sent:
+            raise RuntimeError("response head already serialised")
+        if not 100 <= status_code <= 999:
+            raise ValueError(f"Invalid status code {status_code!r}")
+        if not is_valid_field_value(reason):
+            raise ValueError(f"Invalid reason phrase {reason[:64]!r}")
+        if not is_valid_field_value(self._server_header):
+            raise InvalidResponseHeader("Invalid Server header value")
+        kept: list[str] = []
+        content_length: int | None = None
+        force_close = False
+        for name, value in headers:
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise TypeError(f"header name and value must be str: {name!r}: {value!r}")
+            if not is_token(name):
+                raise InvalidResponseHeaderName(f"Invalid response header name {name[:64]!r}")
+            if not is_valid_field_value(value):
+                raise InvalidResponseHeader(f"Invalid value for response header {name!r}")
+            lname = name.lower()
+            if lname in HOP_BY_HOP:
+                option = value.strip(" \t").lower()
+                if lname == "connection":
+                    if option == "upgrade":
+                        self.upgrade = True
+                    elif option == "close":
+                        force_close = True
+                elif lname == "upgrade" and option == "websocket":
+                    kept.append(f"{name}: {value}\r\n")
+                continue
+            if lname == "content-length":
+                digits = value.strip(" \t")
+                if _DIGITS_STR.fullmatch(digits) is None:
+                    raise InvalidResponseHeader(f"Invalid Content-Length {value[:64]!r}")
+                parsed = int(digits)  # checked against ASCII digits above
+                if content_length is not None and parsed != content_length:
+                    raise InvalidResponseHeader("Conflicting Content-Length values")
+                if content_length is not None:
+                    continue
+                content_length = parsed
+                if status_code < 200 or status_code == 204:
+                    continue  # RFC 9110 section 8.6: never sent with 1xx / 204
+            kept.append(f"{name}: {value}\r\n")
+
+        self.status_code = status_code
+        self.body_allowed = _allows_body(self._method, status_code)
+        self.content_length = content_length if status_code >= 200 and status_code != 204 else None
+        # RFC 9112 section 6.1: chunked only towards HTTP/1.1+ recipients; RFC 9112
+        # section 6.3 (rule 8): otherwise a body without Content-Length ends at close.
+        self.chunked = (
+            self.body_allowed and self.content_length is None and self._version >= (1, 1)
+        )
+        close_delimited = (
+            self.body_allowed and self.content_length is None and not self.chunked
+        )
+        # RFC 9112 section 9.6: a close-delimited body or "Connection: close" ends the
+        # connection; RFC 9110 section 7.8: after an upgrade it is no longer HTTP/1.1.
+        self._keep_alive = (
+            self._request_keep_alive
+            and not force_close
+            and not close_delimited
+            and not self.upgrade
+        )
+        if self.upgrade:
+            connection = "upgrade"
+        else:
+            connection = "keep-alive" if self._keep_alive else "close"
+
+        # RFC 9110 section 6.2: answer with our highest minor version for 1.x,
+        # but never claim 1.1 to a 1.0 client (Gunicorn echoes the request version).
+        version = "HTTP/1.0" if self._version < (1, 1) else "HTTP/1.1"
+        parts = [
+            f"{version} {status_code} {reason}\r\nServer: ".encode("latin-1"),
+            self._server_header,
+            f"\r\nDate: {http_date()}\r\nConnection: {connection}\r\n".encode("latin-1"),
+        ]
+        if self.chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        parts.append("".join(kept).encode("latin-1"))
+        parts.append(b"\r\n")
+        self._head_sent = True
+        return b"".join(parts)
+
+    def body(self, data: bytes) -> bytes:
+        """Frame one piece of body: chunked, truncated at Content-Length, or dropped."""
+        if not self._head_sent:
+            raise RuntimeError("body() before head()")
+        if not data:
+            return b""  # an empty chunk would end a chunked body
+        if not self.body_allowed:
+            self.body_dropped = True
+            return b""
+        if self.chunked:
+            # RFC 9112 section 7.1: chunk = chunk-size CRLF chunk-data CRLF
+            self._sent += len(data)
+            return b"%x\r\n%b\r\n" % (len(data), data)
+        if self.content_length is not None:
+            # RFC 9112 section 6.3: the recipient stops at Content-Length; anything
+            # more would be read as the next response, so it is never sent.
+            room = self.content_length - self._sent
+            if room <= 0:
+                return b""
+            if len(data) > room:
+                data = data[:room]
+        self._sent += len(data)
+        return data
+
+    def end(self) -> bytes:
+        """Finish the body: the last chunk when chunked, else nothing."""
+        if not self._head_sent:
+            raise RuntimeError("end() before head()")
+        if self._ended:
+            return b""
+        self._ended = True
+        # RFC 9112 section 7.1: last-chunk = 1*("0") CRLF, then an empty trailer section.
+        return b"0\r\n\r\n" if self.chunked else b""

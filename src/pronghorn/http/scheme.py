@@ -1,0 +1,38 @@
+"""``wsgi.url_scheme`` from trusted secure-scheme headers (Gunicorn's ``secure_scheme_headers``).
+
+Only call this for peers the caller trusts (Gunicorn: ``forwarded_allow_ips``;
+unix-socket peers always).  Trailers are never consulted: pass the head's
+headers only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from .errors import InvalidSchemeHeaders
+from .grammar import OWS
+
+
+def url_scheme_from_headers(
+    headers: Iterable[tuple[bytes, bytes]],
+    secure_scheme_headers: Mapping[bytes, bytes],
+) -> str | None:
+    """``"https"``/``"http"`` from the first matching header, or ``None`` if none matches.
+
+    ``secure_scheme_headers`` maps upper-cased names to the value meaning
+    HTTPS (e.g. ``{b"X-FORWARDED-PROTO": b"https"}``); values are compared
+    ASCII case-insensitively.  A later matching header that disagrees raises
+    :class:`InvalidSchemeHeaders` (400).
+    """
+    wanted = {name.upper(): value.strip(OWS).lower() for name, value in secure_scheme_headers.items()}
+    scheme: str | None = None
+    for name, value in headers:
+        secure_value = wanted.get(name)
+        if secure_value is None:
+            continue
+        this = "https" if value.lower() == secure_value else "http"
+        if scheme is None:
+            scheme = this
+        elif scheme != this:
+            raise InvalidSchemeHeaders("Contradictory scheme headers")
+    return scheme

@@ -1,0 +1,178 @@
+"""RequestParser as a state machine: events, pipelining, EOF, sticky errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from pronghorn.http import (
+    CONNECTION_CLOSED,
+    NEED_DATA,
+    BodyData,
+    EndOfMessage,
+    IncompleteMessage,
+    InvalidHeader,
+    InvalidRequestLine,
+    LimitRequestLine,
+    Limits,
+    ParserState,
+    ProtocolError,
+    RequestHead,
+    RequestParser,
+)
+
+GET = b"GET /one HTTP/1.1\r\nHost: h\r\n\r\n"
+POST = b"POST /two HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+
+
+def test_two_pipelined_requests_come_out_in_order() -> None:
+    parser = RequestParser()
+    parser.feed(GET + POST)
+    first = parser.next_event()
+    assert isinstance(first, RequestHead) and first.path == b"/one"
+    assert parser.next_event() == EndOfMessage()
+    assert parser.state.name == "DONE"
+    # The next request waits for start_next_request(), however many bytes are buffered.
+    assert parser.next_event() is NEED_DATA
+    assert parser.next_event() is NEED_DATA
+    assert parser.buffered == len(POST)
+    parser.start_next_request()
+    second = parser.next_event()
+    assert isinstance(second, RequestHead) and second.path == b"/two" and second.content_length == 3
+    assert parser.head is second
+    assert parser.next_event() == BodyData(b"abc")
+    assert parser.next_event() == EndOfMessage()
+    parser.start_next_request()
+    assert parser.next_event() is NEED_DATA
+    parser.feed(b"")
+    assert parser.next_event() is CONNECTION_CLOSED
+    assert parser.next_event() is CONNECTION_CLOSED
+    assert parser.state is ParserState.CLOSED
+
+
+def test_pipelined_request_may_start_with_one_empty_line() -> None:
+    parser = RequestParser()
+    parser.feed(GET + b"\r\n" + GET)
+    for _ in range(2):
+        assert isinstance(parser.next_event(), RequestHead)
+        assert parser.next_event() == EndOfMessage()
+        parser.start_next_request()
+    assert parser.next_event() is NEED_DATA
+
+
+@pytest.mark.parametrize("state_events", [0, 1])
+def test_start_next_request_only_after_end_of_message(state_events: int) -> None:
+    parser = RequestParser()
+    parser.feed(POST)
+    for _ in range(state_events):
+        parser.next_event()
+    with pytest.raises(RuntimeError):
+        parser.start_next_request()
+
+
+def test_start_next_request_refused_when_the_request_closes() -> None:
+    parser = RequestParser()
+    parser.feed(b"GET / HTTP/1.0\r\n\r\n" + GET)
+    head = parser.next_event()
+    assert isinstance(head, RequestHead) and not head.keep_alive
+    assert parser.next_event() == EndOfMessage()
+    with pytest.raises(RuntimeError):
+        parser.start_next_request()
+
+
+def test_need_data_until_the_head_is_complete() -> None:
+    parser = RequestParser()
+    for byte in GET[:-1]:
+        parser.feed(bytes([byte]))
+        assert parser.next_event() is NEED_DATA
+        assert parser.head is None
+    parser.feed(GET[-1:])
+    assert isinstance(parser.next_event(), RequestHead)
+
+
+@pytest.mark.parametrize("partial", [b"", b"\r\n"])
+def test_clean_close_between_requests(partial: bytes) -> None:
+    parser = RequestParser()
+    parser.feed(partial)
+    parser.feed(b"")
+    assert parser.eof
+    assert parser.next_event() is CONNECTION_CLOSED
+
+
+@pytest.mark.parametrize("partial", [b"G", b"\r", b"GET / HTTP/1.1\r\n", b"GET / HTTP/1.1\r\nHost: h\r\n\r"])
+def test_eof_inside_a_head_is_an_incomplete_message(partial: bytes) -> None:
+    parser = RequestParser()
+    parser.feed(partial)
+    parser.feed(b"")
+    with pytest.raises(IncompleteMessage) as caught:
+        parser.next_event()
+    assert caught.value.respond is False
+
+
+def test_feed_after_eof() -> None:
+    parser = RequestParser()
+    parser.feed(b"")
+    parser.feed(b"")  # a repeated EOF is harmless
+    with pytest.raises(RuntimeError):
+        parser.feed(b"GET")
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        (b"GET / HTTP/1.1\nHost: h\r\n\r\n", InvalidRequestLine),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n", InvalidHeader),
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n\r\n", LimitRequestLine),
+    ],
+)
+def test_errors_are_sticky(raw: bytes, error: type[ProtocolError]) -> None:
+    parser = RequestParser(Limits())
+    parser.feed(raw)
+    with pytest.raises(error) as first:
+        parser.next_event()
+    assert parser.state is ParserState.ERROR
+    parser.feed(GET)  # ignored: the connection is dead
+    for _ in range(3):
+        with pytest.raises(error) as again:
+            parser.next_event()
+        assert again.value is first.value
+    with pytest.raises(RuntimeError):
+        parser.start_next_request()
+
+
+def test_error_after_a_completed_request_does_not_undo_it() -> None:
+    parser = RequestParser()
+    parser.feed(GET + b"BAD\r\n\r\n")
+    assert isinstance(parser.next_event(), RequestHead)
+    assert parser.next_event() == EndOfMessage()
+    parser.start_next_request()
+    with pytest.raises(InvalidRequestLine):
+        parser.next_event()
+    with pytest.raises(InvalidRequestLine):
+        parser.next_event()
+
+
+def test_body_error_is_sticky() -> None:
+    parser = RequestParser()
+    parser.feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX")
+    assert isinstance(parser.next_event(), RequestHead)
+    assert parser.next_event() == BodyData(b"abc")
+    with pytest.raises(ProtocolError) as first:
+        parser.next_event()
+    with pytest.raises(ProtocolError) as again:
+        parser.next_event()
+    assert again.value is first.value
+
+
+def test_parser_exposes_its_limits() -> None:
+    limits = Limits(max_header_count=7)
+    assert RequestParser(limits).limits is limits
+    assert RequestParser().limits == Limits()
+
+
+def test_request_head_is_immutable() -> None:
+    parser = RequestParser()
+    parser.feed(GET)
+    head = parser.next_event()
+    assert isinstance(head, RequestHead)
+    with pytest.raises(AttributeError):
+        head.method = b"POST"  # type: ignore[misc]
