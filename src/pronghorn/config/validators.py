@@ -13,7 +13,7 @@ import inspect
 import ipaddress
 import os
 import pwd
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from pronghorn.config.setting import Validator
@@ -57,16 +57,6 @@ def positive_integer(value: Any) -> int:
         raise ValueError("expected a non-negative integer") from None
     if number < 0:
         raise ValueError("expected a non-negative integer")
-    return number
-
-
-def at_least_one(value: Any) -> int:
-    try:
-        number = _integer(value)
-    except ValueError:
-        raise ValueError("expected an integer of at least 1") from None
-    if number < 1:
-        raise ValueError("expected an integer of at least 1")
     return number
 
 
@@ -166,15 +156,6 @@ def directory(value: Any) -> str:
     return path
 
 
-def existing_file(value: Any) -> str | None:
-    path = string(value)
-    if path is None:
-        return None
-    if not os.path.exists(path):
-        raise ValueError("expected an existing file")
-    return path
-
-
 def files_or_patterns(value: Any) -> list[str]:
     """Paths that must exist, or glob patterns (kept; expanded when watched)."""
     items = list_of_strings(value)
@@ -184,7 +165,8 @@ def files_or_patterns(value: Any) -> list[str]:
     return items
 
 
-def user_id(value: Any) -> int:
+def _account_id(value: Any, kind: str, lookup: Callable[[str], int]) -> int:
+    """A uid or gid given as a number, a digit string or a name."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -192,24 +174,18 @@ def user_id(value: Any) -> int:
         if text.isdecimal():
             return int(text)
         try:
-            return pwd.getpwnam(text).pw_uid
+            return lookup(text)
         except KeyError:
-            raise ValueError(f"expected a user name or uid (no user {text!r})") from None
-    raise ValueError("expected a user name or uid")
+            raise ValueError(f"expected a {kind} name or {kind[0]}id (no {kind} {text!r})") from None
+    raise ValueError(f"expected a {kind} name or {kind[0]}id")
+
+
+def user_id(value: Any) -> int:
+    return _account_id(value, "user", lambda name: pwd.getpwnam(name).pw_uid)
 
 
 def group_id(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        if text.isdecimal():
-            return int(text)
-        try:
-            return grp.getgrnam(text).gr_gid
-        except KeyError:
-            raise ValueError(f"expected a group name or gid (no group {text!r})") from None
-    raise ValueError("expected a group name or gid")
+    return _account_id(value, "group", lambda name: grp.getgrnam(name).gr_gid)
 
 
 def class_or_string(value: Any) -> Any:
@@ -291,33 +267,6 @@ class _AdaptedPostRequest:
 
     def __call__(self, worker: Any, req: Any, environ: Any, resp: Any) -> Any:
         return self.function(*(worker, req, environ, resp)[: self.count])
-
-
-def all_of(*validators: Validator) -> Validator:
-    def validate(value: Any) -> Any:
-        for validator in validators:
-            value = validator(value)
-        return value
-
-    return validate
-
-
-def in_range(low: int, high: int | None) -> Validator:
-    def validate(value: Any) -> int:
-        try:
-            parsed = _integer(value)
-        except ValueError:
-            parsed = low - 1
-        if parsed < low or (high is not None and parsed > high):
-            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise ValueError(f"expected an integer {bound}")
-        return parsed
-
-    return validate
-
-
-def names(values: Iterable[str]) -> frozenset[str]:
-    return frozenset(values)
 
 
 def choice_or_switch(*options: str, on: str, off: str) -> Validator:

@@ -8,6 +8,7 @@ The functions below are the defaults; their parameter names are the documented o
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -87,158 +88,116 @@ def ssl_context(config: Any, default_ssl_context_factory: Callable[[], Any]) -> 
     return default_ssl_context_factory()
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        name="on_starting",
+def _hook(
+    default: Callable[..., Any],
+    desc: str,
+    *,
+    details: tuple[str, ...] = (),
+    default_doc: str = NOTHING,
+    pending: str | None = None,
+    validator: Callable[[Any], Any] | None = None,
+) -> Setting:
+    """A hook setting named after its default function, validated for that function's arity."""
+    arity = len(inspect.signature(default).parameters)
+    return Setting(
+        name=default.__name__,
         section=SECTION,
-        validator=validators.hook(1),
-        default=on_starting,
-        default_doc=NOTHING,
-        desc="Called once as the master starts, before it opens the listening sockets.",
+        validator=validator or validators.hook(arity),
+        default=default,
+        default_doc=default_doc,
+        pending=pending,
+        desc=desc,
+        details=details,
+    )
+
+
+SETTINGS: tuple[Setting, ...] = (
+    _hook(
+        on_starting,
+        "Called once as the master starts, before it opens the listening sockets.",
         details=(IN_MASTER + " The pid file has already been written.",),
     ),
-    Setting(
-        name="on_reload",
-        section=SECTION,
-        validator=validators.hook(1),
-        default=on_reload,
-        default_doc=NOTHING,
-        pending=ARBITER,
-        desc="Called when a HUP makes the master reload, after the new configuration is read.",
+    _hook(
+        on_reload,
+        "Called when a HUP makes the master reload, after the new configuration is read.",
         details=(IN_MASTER + " It runs before the replacement workers are started.",),
+        pending=ARBITER,
     ),
-    Setting(
-        name="when_ready",
-        section=SECTION,
-        validator=validators.hook(1),
-        default=when_ready,
-        default_doc=NOTHING,
-        desc="Called once the master is listening, just before it starts the first workers.",
+    _hook(
+        when_ready,
+        "Called once the master is listening, just before it starts the first workers.",
         details=(IN_MASTER,),
     ),
-    Setting(
-        name="pre_fork",
-        section=SECTION,
-        validator=validators.hook(2),
-        default=pre_fork,
-        default_doc=NOTHING,
-        desc="Called just before a worker process is forked.",
+    _hook(
+        pre_fork,
+        "Called just before a worker process is forked.",
         details=(IN_MASTER + " The worker object exists but has no process id yet.",),
     ),
-    Setting(
-        name="post_fork",
-        section=SECTION,
-        validator=validators.hook(2),
-        default=post_fork,
-        default_doc=NOTHING,
-        desc="Called in a new worker right after the fork, before it sets itself up.",
+    _hook(
+        post_fork,
+        "Called in a new worker right after the fork, before it sets itself up.",
         details=(IN_WORKER + " The application is not loaded yet.",),
     ),
-    Setting(
-        name="post_worker_init",
-        section=SECTION,
-        validator=validators.hook(1),
-        default=post_worker_init,
-        default_doc=NOTHING,
-        desc="Called when a worker has loaded the application, just before it starts serving.",
+    _hook(
+        post_worker_init,
+        "Called when a worker has loaded the application, just before it starts serving.",
         details=(IN_WORKER,),
     ),
-    Setting(
-        name="worker_int",
-        section=SECTION,
-        validator=validators.hook(1),
-        default=worker_int,
-        default_doc=NOTHING,
-        desc="Called when a worker receives SIGINT or SIGQUIT and is about to stop at once.",
+    _hook(
+        worker_int,
+        "Called when a worker receives SIGINT or SIGQUIT and is about to stop at once.",
         details=(IN_WORKER + " A good place to dump thread stacks when hunting a hang.",),
     ),
-    Setting(
-        name="worker_abort",
-        section=SECTION,
-        validator=validators.hook(1),
-        default=worker_abort,
-        default_doc=NOTHING,
-        desc="Called when a worker receives SIGABRT, which the master sends when the worker timed out.",
+    _hook(
+        worker_abort,
+        "Called when a worker receives SIGABRT, which the master sends when the worker timed out.",
         details=(IN_WORKER + " The worker exits with status 1 afterwards.",),
     ),
-    Setting(
-        name="pre_exec",
-        section=SECTION,
-        validator=validators.hook(1),
-        default=pre_exec,
-        default_doc=NOTHING,
-        pending=ARBITER,
-        desc="Called before a new master is executed during a binary upgrade (USR2).",
+    _hook(
+        pre_exec,
+        "Called before a new master is executed during a binary upgrade (USR2).",
         details=("Runs in the freshly forked child of the old master, just before the new program starts.",),
+        pending=ARBITER,
     ),
-    Setting(
-        name="pre_request",
-        section=SECTION,
-        validator=validators.hook(2),
-        default=pre_request,
-        default_doc="logs the request's method and path at debug level",
-        desc="Called before each request is handed to the application.",
+    _hook(
+        pre_request,
+        "Called before each request is handed to the application.",
         details=(IN_WORKER,),
+        default_doc="logs the request's method and path at debug level",
     ),
-    Setting(
-        name="post_request",
-        section=SECTION,
+    _hook(
+        post_request,
+        "Called after each request, whether it succeeded or failed.",
+        details=(IN_WORKER + " A function taking only `(worker, req)` or `(worker, req, environ)` is accepted "
+            "too and called with those arguments.",),
         validator=validators.post_request_hook,
-        default=post_request,
-        default_doc=NOTHING,
-        desc="Called after each request, whether it succeeded or failed.",
-        details=(
-            IN_WORKER + " A function taking only `(worker, req)` or `(worker, req, environ)` is accepted "
-            "too and called with those arguments.",
-        ),
     ),
-    Setting(
-        name="child_exit",
-        section=SECTION,
-        validator=validators.hook(2),
-        default=child_exit,
-        default_doc=NOTHING,
-        desc="Called after the master has reaped a worker that exited.",
+    _hook(
+        child_exit,
+        "Called after the master has reaped a worker that exited.",
         details=(IN_MASTER,),
     ),
-    Setting(
-        name="worker_exit",
-        section=SECTION,
-        validator=validators.hook(2),
-        default=worker_exit,
-        default_doc=NOTHING,
-        desc="Called when a worker has stopped serving, just before its process ends.",
+    _hook(
+        worker_exit,
+        "Called when a worker has stopped serving, just before its process ends.",
         details=(IN_WORKER,),
     ),
-    Setting(
-        name="nworkers_changed",
-        section=SECTION,
-        validator=validators.hook(3),
-        default=nworkers_changed,
-        default_doc=NOTHING,
-        desc="Called whenever the wanted number of workers changes, with the new and the old count.",
+    _hook(
+        nworkers_changed,
+        "Called whenever the wanted number of workers changes, with the new and the old count.",
         details=(IN_MASTER + " At start-up `old_value` is `None`.",),
     ),
-    Setting(
-        name="on_exit",
-        section=SECTION,
-        validator=validators.hook(1),
-        default=on_exit,
-        default_doc=NOTHING,
-        desc="Called as the master shuts down, after the workers have stopped.",
+    _hook(
+        on_exit,
+        "Called as the master shuts down, after the workers have stopped.",
         details=(IN_MASTER,),
     ),
-    Setting(
-        name="ssl_context",
-        section=SECTION,
-        validator=validators.hook(2),
-        default=ssl_context,
+    _hook(
+        ssl_context,
+        "Returns the SSLContext for TLS connections; customise the one the factory builds.",
+        details=(IN_WORKER + " Calling `default_ssl_context_factory()` gives a server context already set up "
+            "from the SSL settings; adjust it (minimum version, ALPN, SNI callback...) and return it.",),
         default_doc="returns `default_ssl_context_factory()` unchanged",
         pending="arrives with TLS support",
-        desc="Returns the SSLContext for TLS connections; customise the one the factory builds.",
-        details=(
-            IN_WORKER + " Calling `default_ssl_context_factory()` gives a server context already set up "
-            "from the SSL settings; adjust it (minimum version, ALPN, SNI callback...) and return it.",
-        ),
     ),
 )
