@@ -12,8 +12,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pronghorn import SERVER_SOFTWARE
-from pronghorn.apps.wsgi import BodySource, InputStream, Response, ResponseSink, build_environ
-from pronghorn.http import ProtocolError, RequestHead, ResponseFramer
+from pronghorn.apps.environ import build_environ
+from pronghorn.apps.forwarding import ForwardingPolicy
+from pronghorn.apps.wsgi import BodySource, ClientDisconnected, FileWrapper, InputStream, Response, ResponseSink
+from pronghorn.http import Limits, ProtocolError, RequestHead, ResponseFramer
 
 if TYPE_CHECKING:
     from pronghorn.workers.base import Worker
@@ -49,9 +51,29 @@ class RequestCycle:
         self.worker = worker
         self.cfg = worker.cfg
         self.log = worker.log
-        self.multiprocess = worker.cfg.workers > 1
-        self.script_name = worker.cfg.environ.get("SCRIPT_NAME", "")
+        cfg = worker.cfg
+        self.multiprocess = cfg.workers > 1
+        self.script_name = cfg.environ.get("SCRIPT_NAME", "")
         self.server_header = SERVER_SOFTWARE.split("/")[0].encode("ascii")
+        self.sendfile = cfg.sendfile_enabled
+        self.forwarding = ForwardingPolicy(cfg.forwarded_allow_ips, cfg.secure_scheme_headers, cfg.forwarder_headers)
+        limits = dict(
+            limit_request_line=cfg.limit_request_line,
+            limit_request_fields=cfg.limit_request_fields,
+            limit_request_field_size=cfg.limit_request_field_size,
+            permit_obsolete_folding=cfg.permit_obsolete_folding,
+            strip_header_spaces=cfg.strip_header_spaces,
+            permit_unconventional_http_method=cfg.permit_unconventional_http_method,
+            permit_unconventional_http_version=cfg.permit_unconventional_http_version,
+            casefold_http_method=cfg.casefold_http_method,
+            header_map=cfg.header_map,
+        )
+        self._untrusted_limits = Limits.from_settings(**limits)
+        self._trusted_limits = Limits.from_settings(**limits, forwarder_headers=cfg.forwarder_headers)
+
+    def limits_for(self, peer: tuple[str, int] | str | None) -> Limits:
+        """Parser limits for a connection: only trusted proxies may send ``forwarder_headers``."""
+        return self._trusted_limits if self.forwarding.trusts(peer) else self._untrusted_limits
 
     def run(
         self,
@@ -64,9 +86,16 @@ class RequestCycle:
         url_scheme: str = "http",
         multithread: bool = False,
         keep_alive: bool = True,
+        connection: Any = None,
     ) -> Response:
-        """Answer one request; returns the response (``keep_alive`` says if the connection may be reused)."""
+        """Answer one request; returns the response (``keep_alive`` says if the connection may be reused).
+
+        Raises ``ProtocolError`` before the app runs if the request cannot be accepted (contradictory
+        scheme headers from a proxy); the worker answers it like a parse error.
+        """
         started = time.monotonic()
+        trusted = self.forwarding.trusts(peer)
+        url_scheme = self.forwarding.url_scheme(head, trusted, url_scheme)
         req = Request(head, peer, url_scheme)
         self.worker.call_hook("pre_request", self.worker, req)
         framer = ResponseFramer(
@@ -76,27 +105,32 @@ class RequestCycle:
             server_header=self.server_header,
         )
         response = Response(framer, sink)
-        stream = InputStream(body, self._continue_sender(head, response, sink))
-        req.body = stream
-        environ = build_environ(
-            head,
-            body=stream,
-            peer=peer,
-            server=server,
-            url_scheme=url_scheme,
-            script_name=self.script_name,
-            multithread=multithread,
-            multiprocess=self.multiprocess,
-        )
+        req.body = InputStream(body, self._continue_sender(head, response))
+        # What the logs see if the environ itself cannot be built (e.g. a path outside SCRIPT_NAME).
+        environ: dict[str, Any] = {"RAW_URI": req.uri, "REQUEST_METHOD": req.method}
         try:
+            environ = build_environ(
+                head,
+                body=req.body,
+                peer=peer,
+                server=server,
+                url_scheme=url_scheme,
+                script_name=self.script_name,
+                multithread=multithread,
+                multiprocess=self.multiprocess,
+                forwarded=self.forwarding.forwarded_values(head, trusted),
+            )
+            environ["wsgi.early_hints"] = response.early_hints
+            if connection is not None:
+                environ["pronghorn.socket"] = environ["gunicorn.socket"] = connection
             self._call_app(environ, response)
-        except OSError as exc:  # the client went away while we were answering
+        except ClientDisconnected as exc:
             response.failed = True
             self.log.debug("Client %s disconnected: %s", peer, exc)
         except ProtocolError as exc:  # the request body turned out to be malformed
             response.failed = True
             self.log.warning("Invalid request from ip=%s: %s", environ.get("REMOTE_ADDR"), exc)
-            if not response.headers_sent:
+            if exc.respond and not response.headers_sent:
                 response.send_error(exc.status, exc.reason, str(exc))
         except Exception:
             response.failed = True
@@ -112,7 +146,8 @@ class RequestCycle:
         assert self.worker.wsgi is not None
         result = self.worker.wsgi(environ, response.start_response)
         try:
-            response.write_all(result)
+            if not (self.sendfile and isinstance(result, FileWrapper) and response.send_file(result)):
+                response.write_all(result)
             response.finish()
         finally:
             close = getattr(result, "close", None)
@@ -120,13 +155,13 @@ class RequestCycle:
                 close()
 
     @staticmethod
-    def _continue_sender(head: RequestHead, response: Response, sink: ResponseSink) -> Callable[[], None] | None:
+    def _continue_sender(head: RequestHead, response: Response) -> Callable[[], None] | None:
         if not head.expect_continue:
             return None
 
         def send_continue() -> None:
             # RFC 9110 §10.1.1: only worth sending while the final response has not started.
             if not response.headers_sent:
-                sink.write(CONTINUE)
+                response.send(CONTINUE)
 
         return send_continue

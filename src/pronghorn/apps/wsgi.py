@@ -6,13 +6,13 @@ Nothing here owns a socket: the body comes from a ``BodySource`` and response by
 
 from __future__ import annotations
 
+import os
+import stat as stat_module
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import IO, Any, Protocol
-from urllib.parse import unquote_to_bytes
 
-from pronghorn import SERVER_SOFTWARE
 from pronghorn.http import (
     NEED_DATA,
     BodyData,
@@ -36,6 +36,9 @@ class ResponseSink(Protocol):
     def write(self, data: bytes) -> None:
         """Send bytes to the client (all of them, or raise ``OSError``)."""
 
+    def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
+        """Send ``count`` bytes of ``file`` from ``offset`` (the kernel's sendfile where it can)."""
+
 
 class ParserBody:
     """The body of the current request, pulled from the parser, reading the socket when needed."""
@@ -50,7 +53,11 @@ class ParserBody:
         while not self._pending and not self.finished:
             event = self._parser.next_event()
             if event is NEED_DATA:
-                self._parser.feed(self._recv())
+                try:
+                    data = self._recv()
+                except OSError as exc:  # includes timeouts: the client stopped sending
+                    raise ClientDisconnected(f"reading the request body: {exc}") from exc
+                self._parser.feed(data)
             elif isinstance(event, BodyData):
                 self._pending = event.data
             elif isinstance(event, EndOfMessage):
@@ -138,8 +145,12 @@ class InputStream:
         return line
 
 
+def _is_regular_file(mode: int) -> bool:
+    return stat_module.S_ISREG(mode)
+
+
 class FileWrapper:
-    """``wsgi.file_wrapper``: iterates a file in blocks (the sendfile path arrives with the HTTP core)."""
+    """``wsgi.file_wrapper``: a file body the server may send with sendfile, or else iterate."""
 
     def __init__(self, filelike: IO[bytes], blksize: int = 8192) -> None:
         self.filelike = filelike
@@ -152,77 +163,8 @@ class FileWrapper:
             yield data
 
 
-def _split_host(host: str, url_scheme: str) -> tuple[str, str]:
-    """SERVER_NAME and SERVER_PORT from a Host value (used for unix sockets, which have no port)."""
-    if not host:
-        return "", ""
-    if host.startswith("["):  # [v6]:port
-        name, _, rest = host.partition("]")
-        name += "]"
-        port = rest[1:] if rest.startswith(":") else ""
-    else:
-        name, sep, port = host.rpartition(":")
-        if not sep:
-            name, port = host, ""
-    return name, port or ("443" if url_scheme == "https" else "80")
-
-
-def build_environ(
-    head: RequestHead,
-    *,
-    body: InputStream,
-    peer: tuple[str, int] | str | None,
-    server: tuple[str, int] | str,
-    url_scheme: str,
-    script_name: str,
-    multithread: bool,
-    multiprocess: bool,
-    errors: IO[str] = sys.stderr,
-) -> dict[str, Any]:
-    """The PEP 3333 environ for one request."""
-    method = head.method.decode("ascii")
-    path_info = unquote_to_bytes(head.path).decode("latin-1")
-    if script_name and path_info.startswith(script_name):
-        path_info = path_info[len(script_name) :]
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": method,
-        "SCRIPT_NAME": script_name,
-        "PATH_INFO": path_info,
-        "QUERY_STRING": head.query.decode("latin-1"),
-        "RAW_URI": head.target.decode("latin-1"),
-        "SERVER_PROTOCOL": head.http_version,
-        "SERVER_SOFTWARE": SERVER_SOFTWARE,
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": url_scheme,
-        "wsgi.input": body,
-        "wsgi.input_terminated": True,
-        "wsgi.errors": errors,
-        "wsgi.multithread": multithread,
-        "wsgi.multiprocess": multiprocess,
-        "wsgi.run_once": False,
-        "wsgi.file_wrapper": FileWrapper,
-    }
-    host_header = ""
-    for raw_name, raw_value in head.headers:
-        name = raw_name.decode("latin-1").replace("-", "_")
-        value = raw_value.decode("latin-1")
-        if name == "CONTENT_TYPE" or name == "CONTENT_LENGTH":
-            key = name
-        else:
-            key = "HTTP_" + name
-            if name == "HOST":
-                host_header = value
-        environ[key] = f"{environ[key]},{value}" if key in environ else value
-
-    if isinstance(peer, tuple):
-        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = peer[0], str(peer[1])
-    else:
-        environ["REMOTE_ADDR"] = peer or ""
-    if isinstance(server, tuple):
-        environ["SERVER_NAME"], environ["SERVER_PORT"] = server[0], str(server[1])
-    else:  # a unix socket has no name or port: take them from Host
-        environ["SERVER_NAME"], environ["SERVER_PORT"] = _split_host(host_header, url_scheme)
-    return environ
+class ClientDisconnected(Exception):
+    """Sending to the client failed: it went away. Nothing more can be sent on this connection."""
 
 
 class Response:
@@ -265,7 +207,7 @@ class Response:
         code, reason = parse_status(self.status)
         head = self.framer.head(code, reason, self.headers)
         self.headers_sent = True
-        self.sink.write(head)
+        self.send(head)
 
     def write(self, data: bytes) -> None:
         if not isinstance(data, (bytes, bytearray)):
@@ -274,7 +216,7 @@ class Response:
             self._send_head()
         framed = self.framer.body(bytes(data))
         if framed:
-            self.sink.write(framed)
+            self.send(framed)
 
     def write_all(self, result: Iterable[bytes]) -> None:
         for chunk in result:
@@ -286,7 +228,44 @@ class Response:
             self._send_head()
         tail = self.framer.end()
         if tail:
-            self.sink.write(tail)
+            self.send(tail)
+
+    def send(self, data: bytes) -> None:
+        """Write to the client; a failure means it is gone (never confused with app errors)."""
+        try:
+            self.sink.write(data)
+        except OSError as exc:
+            raise ClientDisconnected(str(exc)) from exc
+
+    def send_file(self, wrapper: FileWrapper) -> bool:
+        """Send a ``wsgi.file_wrapper`` body with sendfile; False if the file cannot be sent that way."""
+        try:
+            fileno = wrapper.filelike.fileno()
+            offset = os.lseek(fileno, 0, os.SEEK_CUR)
+            stat = os.fstat(fileno)
+        except (AttributeError, OSError, ValueError):
+            return False
+        if not _is_regular_file(stat.st_mode):
+            return False
+        if not self.headers_sent:
+            self._send_head()
+        prefix, count, suffix = self.framer.file_frame(stat.st_size - offset)
+        if prefix:
+            self.send(prefix)
+        if count:
+            try:
+                self.sink.sendfile(wrapper.filelike, offset, count)
+            except OSError as exc:
+                raise ClientDisconnected(str(exc)) from exc
+        if suffix:
+            self.send(suffix)
+        return True
+
+    def early_hints(self, headers: list[tuple[str, str]]) -> None:
+        """``wsgi.early_hints``: a 103 response, on HTTP/1.1 and only before the final head."""
+        if self.headers_sent or not self.framer.informational_allowed or not headers:
+            return
+        self.send(self.framer.informational(103, "Early Hints", headers))
 
     def send_error(self, status_code: int, reason: str, message: str) -> None:
         """Answer with an error page instead of the app's response (nothing may have been sent yet)."""
@@ -299,7 +278,7 @@ class Response:
         try:
             self.sink.write(payload)
         except OSError:
-            pass
+            self.failed = True
 
     @property
     def sent(self) -> int:

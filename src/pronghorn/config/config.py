@@ -115,6 +115,14 @@ class Config:
         return str(self.proc_name or self.default_proc_name)
 
     @property
+    def sendfile_enabled(self) -> bool:
+        """``sendfile`` when set (``--no-sendfile`` sets False), else the ``SENDFILE`` environment variable."""
+        if self.sendfile is not None:
+            return bool(self.sendfile)
+        flag = self.environ.get("SENDFILE")
+        return True if flag is None else flag.strip().lower() in ("y", "1", "yes", "true")
+
+    @property
     def env(self) -> dict[str, str]:
         """``raw_env`` as a dict; an entry without '=' is a configuration error."""
         result: dict[str, str] = {}

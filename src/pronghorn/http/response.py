@@ -271,6 +271,45 @@ class ResponseFramer:
         self._sent += len(data)
         return data
 
+    @property
+    def informational_allowed(self) -> bool:
+        """1xx responses only go to HTTP/1.1+ clients (RFC 9110 section 15.2)."""
+        return self._version >= (1, 1) and not self._head_sent
+
+    def informational(self, status_code: int, reason: str, headers: list[tuple[str, str]]) -> bytes:
+        """An interim (1xx) response such as 103 Early Hints; the final head still follows."""
+        if not 100 <= status_code <= 199:
+            raise ValueError(f"not an informational status: {status_code}")
+        lines = [f"HTTP/1.1 {status_code} {reason}\r\n"]
+        for name, value in headers:
+            if not isinstance(name, str) or not is_token(name):
+                raise InvalidResponseHeaderName(f"Invalid response header name {str(name)[:64]!r}")
+            if not isinstance(value, str) or not is_valid_field_value(value):
+                raise InvalidResponseHeader(f"Invalid value for response header {name!r}")
+            lines.append(f"{name}: {value}\r\n")
+        lines.append("\r\n")
+        return "".join(lines).encode("latin-1")
+
+    def file_frame(self, size: int) -> tuple[bytes, int, bytes]:
+        """Framing for ``size`` body bytes sent straight from a file (sendfile).
+
+        Returns ``(prefix, count, suffix)``: write ``prefix``, send ``count`` bytes of the file,
+        write ``suffix``. ``count`` is already cut at Content-Length, or 0 when there is no body.
+        """
+        if not self._head_sent:
+            raise RuntimeError("file_frame() before head()")
+        if size <= 0:
+            return b"", 0, b""
+        if not self.body_allowed:
+            self.body_dropped = True
+            return b"", 0, b""
+        if self.content_length is not None:
+            size = max(0, min(size, self.content_length - self._sent))
+        self._sent += size
+        if self.chunked and size:
+            return b"%x\r\n" % size, size, b"\r\n"  # RFC 9112 section 7.1: one chunk
+        return b"", size, b""
+
     def end(self) -> bytes:
         """Finish the body: the last chunk when chunked, else nothing."""
         if not self._head_sent:

@@ -13,10 +13,10 @@ import errno
 import os
 import select
 import socket
-from typing import Any
+from typing import IO, Any
 
-from pronghorn.apps.wsgi import ParserBody
-from pronghorn.http import CONNECTION_CLOSED, NEED_DATA, Limits, ProtocolError, RequestHead, RequestParser
+from pronghorn.apps.wsgi import ClientDisconnected, ParserBody
+from pronghorn.http import CONNECTION_CLOSED, NEED_DATA, ProtocolError, RequestHead, RequestParser
 from pronghorn.net.listeners import Listener
 from pronghorn.workers.base import Worker
 
@@ -32,21 +32,12 @@ class _SocketSink:
     def write(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
+        self.sock.sendfile(file, offset, count)
+
 
 class SyncWorker(Worker):
     def run(self) -> None:
-        limits = Limits.from_settings(
-            limit_request_line=self.cfg.limit_request_line,
-            limit_request_fields=self.cfg.limit_request_fields,
-            limit_request_field_size=self.cfg.limit_request_field_size,
-            permit_obsolete_folding=self.cfg.permit_obsolete_folding,
-            strip_header_spaces=self.cfg.strip_header_spaces,
-            permit_unconventional_http_method=self.cfg.permit_unconventional_http_method,
-            permit_unconventional_http_version=self.cfg.permit_unconventional_http_version,
-            casefold_http_method=self.cfg.casefold_http_method,
-            header_map=self.cfg.header_map,
-        )
-        self.limits = limits
         for listener in self.sockets:
             listener.socket.setblocking(False)
         wait = min(self.timeout, 1.0) if self.timeout > 0 else 1.0
@@ -95,20 +86,21 @@ class SyncWorker(Worker):
         client.setblocking(True)
         if self.cfg.timeout:
             client.settimeout(self.cfg.timeout)
-        parser = RequestParser(self.limits)
-        peer = addr if isinstance(addr, tuple) else (addr or None)
+        peer = (addr[0], addr[1]) if isinstance(addr, tuple) else (addr or None)
+        assert self.cycle is not None
+        parser = RequestParser(self.cycle.limits_for(peer))
         try:
             head = self._read_head(client, parser)
             if head is None:
                 return
-            assert self.cycle is not None
             body = ParserBody(parser, lambda: client.recv(RECV_SIZE))
             response = self.cycle.run(
                 head,
                 body,
                 _SocketSink(client),
-                peer=(peer[0], peer[1]) if isinstance(peer, tuple) else peer,
+                peer=peer,
                 server=listener.server_name,
+                connection=client,
                 keep_alive=False,  # sync answers one request per connection
             )
             self.handled_request()
@@ -116,7 +108,10 @@ class SyncWorker(Worker):
                 # Read what the app left of a small body, so closing does not reset the connection
                 # (a reset can discard the response before the client has read it).
                 client.settimeout(1.0)
-                body.drain(DRAIN_LIMIT)
+                try:
+                    body.drain(DRAIN_LIMIT)
+                except (ProtocolError, ClientDisconnected):
+                    pass  # the response is out; the connection closes either way
         except ProtocolError as exc:
             self.log.warning("Invalid request from ip=%s: %s", peer[0] if isinstance(peer, tuple) else peer, exc)
             if exc.respond:

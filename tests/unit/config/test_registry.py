@@ -153,8 +153,8 @@ DELIBERATE_DIFFERENCES = {
 PENDING = frozenset({
     "threads", "worker_connections", "keepalive", "http_parser",
     "reload", "reload_engine", "reload_extra_files", "spew",
-    "sendfile", "reuse_port", "daemon", "user", "group", "initgroups", "tmp_upload_dir",
-    "secure_scheme_headers", "forwarded_allow_ips", "proxy_protocol", "proxy_allow_ips", "forwarder_headers",
+    "reuse_port", "daemon", "user", "group", "initgroups", "tmp_upload_dir",
+    "proxy_protocol", "proxy_allow_ips",
     "disable_redirect_access_to_syslog", "capture_output", "logger_class", "logconfig", "logconfig_dict",
     "logconfig_json", "syslog_addr", "syslog", "syslog_prefix", "syslog_facility", "enable_stdio_inheritance",
     "statsd_host", "dogstatsd_tags", "statsd_prefix", "enable_backlog_metric",

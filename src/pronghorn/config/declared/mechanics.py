@@ -14,7 +14,6 @@ from pronghorn.config import validators
 from pronghorn.config.setting import Setting
 
 ARBITER = "arrives with the arbiter's full process model (reload, daemon, privileges)"
-PROXY_TRUST = "arrives with the full WSGI layer (proxy trust)"
 PROXY_PROTOCOL = "arrives with PROXY protocol support"
 
 
@@ -71,7 +70,6 @@ PROCESS_SETUP = (
         default=None,
         default_doc="`None`: sendfile is used, unless the `SENDFILE` environment variable is set to a value "
         "other than `y`, `1`, `yes` or `true`",
-        pending="arrives with the full WSGI layer (file wrapper and sendfile)",
         desc="Whether file responses may be sent with the sendfile() system call; --no-sendfile turns it off.",
         details=(
             "Turn it off when files live on a filesystem where sendfile misbehaves, such as some "
@@ -223,7 +221,6 @@ PROXY_TRUST_SETTINGS = (
         section="Server Mechanics",
         validator=validators.dictionary,
         default={"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
-        pending=PROXY_TRUST,
         desc="Headers, with the value each must have, by which a trusted proxy says the client used HTTPS.",
         details=(
             "A dict from upper-case header name to value. When a request from an address in "
@@ -240,7 +237,6 @@ PROXY_TRUST_SETTINGS = (
         validator=validators.address_list,
         env_default=default_forwarded_allow_ips,
         default_doc="`'127.0.0.1,::1'`, or the `FORWARDED_ALLOW_IPS` environment variable when it is set",
-        pending=PROXY_TRUST,
         desc="Proxy addresses (IPs or CIDR networks, comma-separated, or '*') whose forwarding headers are believed.",
         details=(
             "Only requests from these peers may set the scheme through `secure_scheme_headers` or the "

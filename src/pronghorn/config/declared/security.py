@@ -129,7 +129,6 @@ PARSING_SWITCHES = (
         cli=("--forwarder-headers",),
         validator=validators.comma_list,
         default="SCRIPT_NAME,PATH_INFO",
-        pending="arrives with the full WSGI layer (proxy trust)",
         desc="Comma-separated header names with '_' that a trusted proxy may send to set WSGI variables.",
         details=(
             "Only requests from `forwarded_allow_ips` may use them; a header named here sets the WSGI "

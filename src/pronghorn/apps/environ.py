@@ -1,0 +1,102 @@
+"""The PEP 3333 environ of one request."""
+
+from __future__ import annotations
+
+import sys
+from typing import IO, Any
+from urllib.parse import unquote_to_bytes
+
+from pronghorn import SERVER_SOFTWARE
+from pronghorn.apps.wsgi import FileWrapper, InputStream
+from pronghorn.http import RequestHead
+
+
+_UNPREFIXED = {b"CONTENT-TYPE": "CONTENT_TYPE", b"CONTENT-LENGTH": "CONTENT_LENGTH"}
+
+
+class ScriptNameMismatch(ValueError):
+    """The request path is outside SCRIPT_NAME: a deployment problem, answered 500."""
+
+
+def _split_host(host: str, url_scheme: str) -> tuple[str, str]:
+    """SERVER_NAME and SERVER_PORT from a Host value (used for unix sockets, which have no port)."""
+    if not host:
+        return "", ""
+    if host.startswith("["):  # [v6]:port
+        name, _, rest = host.partition("]")
+        name += "]"
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        name, sep, port = host.rpartition(":")
+        if not sep:
+            name, port = host, ""
+    return name, port or ("443" if url_scheme == "https" else "80")
+
+
+def build_environ(
+    head: RequestHead,
+    *,
+    body: InputStream,
+    peer: tuple[str, int] | str | None,
+    server: tuple[str, int] | str,
+    url_scheme: str,
+    script_name: str,
+    multithread: bool,
+    multiprocess: bool,
+    forwarded: dict[str, str] | None = None,
+    errors: IO[str] = sys.stderr,
+) -> dict[str, Any]:
+    """The PEP 3333 environ for one request.
+
+    ``script_name`` comes from the server's environment; ``forwarded`` holds what a trusted proxy
+    set (``SCRIPT_NAME``, ``PATH_INFO``, ``REMOTE_USER``...), which wins.
+    """
+    forwarded = forwarded or {}
+    method = head.method.decode("ascii")
+    script_name = forwarded.get("SCRIPT_NAME", script_name).rstrip("/")
+    path_info = forwarded.get("PATH_INFO") or unquote_to_bytes(head.path).decode("latin-1")
+    if script_name:
+        if path_info != script_name and not path_info.startswith(script_name + "/"):
+            raise ScriptNameMismatch(f"Request path {path_info!r} does not start with SCRIPT_NAME {script_name!r}")
+        path_info = path_info[len(script_name) :]
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": script_name,
+        "PATH_INFO": path_info,
+        "QUERY_STRING": head.query.decode("latin-1"),
+        "RAW_URI": head.target.decode("latin-1"),
+        "SERVER_PROTOCOL": head.http_version,
+        "SERVER_SOFTWARE": SERVER_SOFTWARE,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": url_scheme,
+        "wsgi.input": body,
+        "wsgi.input_terminated": True,
+        "wsgi.errors": errors,
+        "wsgi.multithread": multithread,
+        "wsgi.multiprocess": multiprocess,
+        "wsgi.run_once": False,
+        "wsgi.file_wrapper": FileWrapper,
+    }
+    host_header = ""
+    for raw_name, raw_value in head.headers:
+        value = raw_value.decode("latin-1")
+        # Match the name as received: "Content_Length" (kept by header_map=dangerous) must stay an
+        # HTTP_ variable and never become the CONTENT_LENGTH the body was framed by.
+        key = _UNPREFIXED.get(raw_name) or "HTTP_" + raw_name.decode("latin-1").replace("-", "_")
+        if raw_name == b"HOST":
+            host_header = value
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+
+    environ.update(forwarded)
+    environ["SCRIPT_NAME"], environ["PATH_INFO"] = script_name, path_info
+    if isinstance(peer, tuple):
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = peer[0], str(peer[1])
+    else:
+        environ["REMOTE_ADDR"] = peer or ""
+    if isinstance(server, tuple):
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = server[0], str(server[1])
+    else:  # a unix socket has no name or port: take them from Host
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = _split_host(host_header, url_scheme)
+    return environ
+
+
