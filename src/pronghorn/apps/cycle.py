@@ -53,7 +53,8 @@ class RequestCycle:
         self.log = worker.log
         cfg = worker.cfg
         self.multiprocess = cfg.workers > 1
-        self.script_name = cfg.environ.get("SCRIPT_NAME", "")
+        # As Gunicorn: SCRIPT_NAME from the environment, where ``raw_env`` (-e) entries win.
+        self.script_name = cfg.env.get("SCRIPT_NAME", cfg.environ.get("SCRIPT_NAME", ""))
         self.server_header = SERVER_SOFTWARE.split("/")[0].encode("ascii")
         self.sendfile = cfg.sendfile_enabled
         self.forwarding = ForwardingPolicy(cfg.forwarded_allow_ips, cfg.secure_scheme_headers, cfg.forwarder_headers)

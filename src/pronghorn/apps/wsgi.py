@@ -17,6 +17,7 @@ from pronghorn.http import (
     NEED_DATA,
     BodyData,
     EndOfMessage,
+    ProtocolError,
     RequestHead,
     RequestParser,
     ResponseFramer,
@@ -48,15 +49,28 @@ class ParserBody:
         self._recv = recv
         self._pending = b""
         self.finished = False
+        self._error: ProtocolError | ClientDisconnected | None = None
+
+    @property
+    def broken(self) -> bool:
+        """Reading failed (malformed body, client gone): there is nothing more to read."""
+        return self._error is not None
 
     def read(self, size: int) -> bytes:
         while not self._pending and not self.finished:
-            event = self._parser.next_event()
+            if self._error is not None:
+                raise self._error
+            try:
+                event = self._parser.next_event()
+            except ProtocolError as exc:
+                self._error = exc
+                raise
             if event is NEED_DATA:
                 try:
                     data = self._recv()
                 except OSError as exc:  # includes timeouts: the client stopped sending
-                    raise ClientDisconnected(f"reading the request body: {exc}") from exc
+                    self._error = ClientDisconnected(f"reading the request body: {exc}")
+                    raise self._error from exc
                 self._parser.feed(data)
             elif isinstance(event, BodyData):
                 self._pending = event.data
@@ -239,13 +253,17 @@ class Response:
 
     def send_file(self, wrapper: FileWrapper) -> bool:
         """Send a ``wsgi.file_wrapper`` body with sendfile; False if the file cannot be sent that way."""
+        filelike = wrapper.filelike
         try:
-            fileno = wrapper.filelike.fileno()
-            offset = os.lseek(fileno, 0, os.SEEK_CUR)
+            fileno = filelike.fileno()
+            # PEP 3333: sending starts at the file's current position. A buffered file's tell()
+            # accounts for its read-ahead; the descriptor's own offset (lseek) can be past it.
+            tell = getattr(filelike, "tell", None)
+            offset = tell() if tell is not None else os.lseek(fileno, 0, os.SEEK_CUR)
             stat = os.fstat(fileno)
         except (AttributeError, OSError, ValueError):
             return False
-        if not _is_regular_file(stat.st_mode):
+        if not isinstance(offset, int) or not _is_regular_file(stat.st_mode):
             return False
         if not self.headers_sent:
             self._send_head()

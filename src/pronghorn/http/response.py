@@ -24,15 +24,20 @@ from .grammar import TCHAR
 
 CONTINUE_RESPONSE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
-# Hop-by-hop fields the application may not set (RFC 9110 section 7.6.1),
-# plus Server/Date which the server owns.  Lower-case.
+# Hop-by-hop fields the application may not set (RFC 9110 section 7.6.1, which
+# also names Proxy-Connection, RFC 9112 appendix C.2.2), plus Server/Date which
+# the server owns.  "trailer" (RFC 9110 section 6.6.2) because the server ends
+# every chunked body with an empty trailer section: announcing fields that never
+# come would mislead the client; "trailers" is kept for Gunicorn parity.  Lower-case.
 HOP_BY_HOP: Final = frozenset(
     {
         "connection",
         "keep-alive",
         "proxy-authenticate",
         "proxy-authorization",
+        "proxy-connection",
         "te",
+        "trailer",
         "trailers",
         "transfer-encoding",
         "upgrade",

@@ -104,9 +104,10 @@ class SyncWorker(Worker):
                 keep_alive=False,  # sync answers one request per connection
             )
             self.handled_request()
-            if not response.failed:
+            if not body.broken:
                 # Read what the app left of a small body, so closing does not reset the connection
-                # (a reset can discard the response before the client has read it).
+                # (a reset can discard the response before the client has read it) -- also after
+                # an app error, whose 500 would otherwise be lost the same way.
                 client.settimeout(1.0)
                 try:
                     body.drain(DRAIN_LIMIT)
