@@ -28,6 +28,7 @@ from .errors import (
     UnsupportedTransferCoding,
     error_response,
 )
+from .dates import http_date
 from .events import (
     CONNECTION_CLOSED,
     NEED_DATA,
@@ -43,7 +44,6 @@ from .response import (
     CONTINUE_RESPONSE,
     HOP_BY_HOP,
     ResponseFramer,
-    http_date,
     is_token,
     is_valid_field_value,
     parse_status,

@@ -15,6 +15,8 @@ from __future__ import annotations
 import html
 from typing import ClassVar
 
+from .dates import http_date
+
 _SHOW_LIMIT = 64
 
 
@@ -55,8 +57,10 @@ def error_response(status: int, reason: str, message: str) -> bytes:
         "  </body>\n"
         "</html>\n"
     ).encode("ascii", "xmlcharrefreplace")
+    # RFC 9110 section 6.6.1: an origin server with a clock sends Date, error pages included.
     head = (
         f"HTTP/1.1 {title}\r\n"
+        f"Date: {http_date()}\r\n"
         "Connection: close\r\n"
         "Content-Type: text/html\r\n"
         f"Content-Length: {len(body)}\r\n"

@@ -14,11 +14,10 @@ status and headers into bytes, then frames each body piece.  It decides:
 
 from __future__ import annotations
 
-import functools
 import re
-import time
 from typing import Final
 
+from .dates import http_date
 from .errors import InvalidResponseHeader, InvalidResponseHeaderName
 from .grammar import TCHAR
 
@@ -54,24 +53,6 @@ _FIELD_VALUE_STR: Final = re.compile("[ \t\x21-\x7e\x80-\xff]*")
 _FIELD_VALUE_BYTES: Final = re.compile(rb"[ \t\x21-\x7e\x80-\xff]*")
 # RFC 9112 section 4: status-code = 3DIGIT, reason-phrase = *( HTAB / SP / VCHAR / obs-text )
 _STATUS: Final = re.compile("([0-9]{3})(?: ([ \t\x21-\x7e\x80-\xff]*))?")
-
-_DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-@functools.lru_cache(maxsize=4)
-def _format_date(seconds: int) -> str:
-    t = time.gmtime(seconds)
-    return (
-        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
-    )
-
-
-def http_date(timestamp: float | None = None) -> str:
-    """IMF-fixdate (RFC 9110 section 5.6.7), e.g. ``'Sat, 21 Oct 2017 17:42:33 GMT'``."""
-    return _format_date(int(time.time() if timestamp is None else timestamp))
-
 
 def is_token(name: bytes | str) -> bool:
     """RFC 9110 section 5.6.2: ``1*tchar``."""

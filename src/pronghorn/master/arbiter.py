@@ -44,6 +44,7 @@ class Arbiter:
         self.listeners: list[Listener] = []
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.worker_age = 0
+        self._signal_numbers = {getattr(signal, "SIG" + name) for name in HANDLED_SIGNALS}
         self.pidfile: Pidfile | None = None
         self._num_workers: int | None = None
         self.worker_class, self._worker_class_warning = resolve_worker_class(self.cfg.worker_class)
@@ -222,11 +223,21 @@ class Arbiter:
             self.worker_age, self.pid, self.listeners, self.app, self.cfg.timeout / 2.0, self.cfg, self.log
         )
         self.call_hook("pre_fork", self, worker)
-        pid = os.fork()
+        # Signals stay blocked across the fork: until the child has dropped the master's handlers,
+        # a TERM would only be queued in the child's copy of the master's queue and lost.
+        signal.pthread_sigmask(signal.SIG_BLOCK, self._signal_numbers)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, self._signal_numbers)
+            raise
         if pid != 0:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, self._signal_numbers)
             worker.pid = pid
             self.workers[pid] = worker
             return pid
+        worker.detach_master_signals()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, self._signal_numbers)
         self._run_worker(worker)  # never returns
         raise AssertionError("unreachable")
 

@@ -122,6 +122,18 @@ class Worker:
 
     # --- signals ---
 
+    @staticmethod
+    def detach_master_signals() -> None:
+        """Right after the fork, before the worker is set up: stop acting on the master's handlers.
+
+        Stop signals get their default action (a worker still booting just ends), the others are
+        ignored until ``init_signals()`` installs the worker's own handlers.
+        """
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(sig, signal.SIG_IGN)
+
     def init_signals(self) -> None:
         for name in _RESET_SIGNALS:
             signal.signal(getattr(signal, name), signal.SIG_DFL)
