@@ -156,3 +156,59 @@ def _unchunk(body: bytes) -> bytes:
             return out
         out += rest[:size]
         body = rest[size + 2:]
+
+
+class Load:
+    """Client threads sending GETs until stopped; counts successes and failures, records pids.
+
+    The app is expected to answer with its worker pid as the body. Every loop is bounded by
+    ``max_seconds`` so a stuck server cannot hang the test run.
+    """
+
+    def __init__(self, port: int, *, concurrency: int = 20, path: str = "/", max_seconds: float = 60.0) -> None:
+        import threading
+
+        self.port = port
+        self.path = path
+        self.ok = 0
+        self.failures: list[str] = []
+        self.pids: list[tuple[float, int]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + max_seconds
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(concurrency)]
+
+    def __enter__(self) -> "Load":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            try:
+                status, _, body = http_get(self.port, self.path, timeout=20)
+                if status != 200:
+                    raise AssertionError(f"status {status}")
+                with self._lock:
+                    self.ok += 1
+                    self.pids.append((time.monotonic(), int(body.split(b"|")[0])))
+            except Exception as exc:  # noqa: BLE001 - every kind of failure is counted
+                with self._lock:
+                    self.failures.append(f"{type(exc).__name__}: {exc}")
+
+    def pids_since(self, moment: float) -> set[int]:
+        with self._lock:
+            return {pid for at, pid in self.pids if at >= moment}
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.ok < count and time.monotonic() < deadline:
+            time.sleep(0.02)

@@ -57,7 +57,16 @@ class BaseApplication:
         raise NotImplementedError
 
     def reload(self) -> None:
-        self.do_load_config()
+        """Re-read the configuration (HUP). On failure the previous one stays and the error is raised."""
+        previous = self.cfg, self.startup_notices, self.callable
+        try:
+            self.startup_notices = []
+            self.load_default_config()
+            self.load_config()
+            self.callable = None  # new workers load the application again
+        except BaseException:
+            self.cfg, self.startup_notices, self.callable = previous
+            raise
 
     def wsgi(self) -> Callable[..., Any]:
         if self.callable is None:

@@ -9,6 +9,7 @@ or 4 (app load error) halts the whole server instead of being respawned in a loo
 
 from __future__ import annotations
 
+import gc
 import os
 import queue
 import random
@@ -22,9 +23,10 @@ from pronghorn import __version__
 from pronghorn.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppImportError, ConfigError, HaltServer
 from pronghorn.config import Config
 from pronghorn.logs import Logger
+from pronghorn.master import reexec
 from pronghorn.master.pidfile import Pidfile
 from pronghorn.net.addresses import parse_address
-from pronghorn.net.listeners import Listener, create_listeners
+from pronghorn.net.listeners import Listener, create_listeners, listeners_from_fds
 from pronghorn.workers.base import Worker
 from pronghorn.workers.registry import resolve_worker_class
 
@@ -47,6 +49,12 @@ class Arbiter:
         self._signal_numbers = {getattr(signal, "SIG" + name) for name in HANDLED_SIGNALS}
         self.pidfile: Pidfile | None = None
         self._num_workers: int | None = None
+        # Binary upgrade state: our re-exec child, and (in a new master) the old master's pid.
+        self.reexec_pid = 0
+        self.master_pid = reexec.predecessor_pid(os.environ)
+        self.systemd = reexec.from_systemd(os.environ, self.pid)
+        self.start_environ = dict(os.environ)
+        self.start_cwd = str(self.cfg.settings["chdir"].default)
         self.worker_class, self._worker_class_warning = resolve_worker_class(self.cfg.worker_class)
         self.addresses = _parse_binds(self.cfg.bind)
         self.cfg.env  # noqa: B018 - validates raw_env before anything starts
@@ -77,15 +85,21 @@ class Arbiter:
         if config_file:
             self.log.info("Config file: %s", config_file)
         if self.cfg.pidfile:
-            self.pidfile = Pidfile(self.cfg.pidfile)
+            self.pidfile = Pidfile(self.cfg.pidfile + (".2" if self.master_pid else ""))
             self.pidfile.create(self.pid)
         self.call_hook("on_starting", self)
         self.init_signals()
         if self.cfg.umask:
             os.umask(self.cfg.umask)
-        self.listeners = create_listeners(
-            self.addresses, backlog=self.cfg.backlog, umask=self.cfg.umask, log=self.log.error
-        )
+        inherited = reexec.inherited_fds(os.environ, self.pid)
+        if inherited:
+            self.listeners = listeners_from_fds(inherited, backlog=self.cfg.backlog)
+            for name in ("LISTEN_PID", "LISTEN_FDS", reexec.FD_VARIABLE):
+                self.start_environ.pop(name, None)
+        else:
+            self.listeners = create_listeners(
+                self.addresses, backlog=self.cfg.backlog, umask=self.cfg.umask, log=self.log.error
+            )
         for listener in self.listeners:
             self.log.info("Listening at: %s (%s)", listener, self.pid)
         self.log.info("Using worker: %s", self.cfg.worker_class_str)
@@ -98,6 +112,9 @@ class Arbiter:
     def preload(self) -> None:
         try:
             self.app.wsgi()
+            # Objects that exist now are shared with every forked worker; keeping the collector
+            # away from them keeps those memory pages shared instead of copied on first GC.
+            gc.freeze()
         except (AppImportError, ImportError) as exc:
             raise HaltServer(f"App failed to load: {exc}", APP_LOAD_ERROR) from None
         except Exception:
@@ -134,6 +151,7 @@ class Arbiter:
             self.num_workers = self.cfg.workers
             self.manage_workers()
             while True:
+                self.maybe_promote()
                 for signum in self.wait_for_signals(timeout=1.0):
                     self.dispatch(signum)
                 self.reap_workers()
@@ -185,7 +203,7 @@ class Arbiter:
     handle_quit = handle_int
 
     def handle_hup(self) -> None:
-        self.log.warning("HUP (reload) arrives with the arbiter's full process model; ignored.")
+        self.reload()
 
     def handle_ttin(self) -> None:
         self.num_workers += 1
@@ -201,10 +219,110 @@ class Arbiter:
         self.signal_workers(signal.SIGUSR1)
 
     def handle_usr2(self) -> None:
-        self.log.warning("USR2 (binary upgrade) arrives with the arbiter's full process model; ignored.")
+        self.reexec()
 
     def handle_winch(self) -> None:
-        self.log.debug("SIGWINCH ignored: not daemonized.")
+        """Only a daemonized master stops its workers on WINCH (a terminal resize must not)."""
+        if not self.cfg.daemon:
+            self.log.debug("SIGWINCH ignored: not daemonized.")
+            return
+        self.log.info("graceful stop of workers")
+        self.num_workers = 0
+        self.signal_workers(signal.SIGTERM)
+
+    # --- reload and binary upgrade ---
+
+    def reload(self) -> None:
+        """HUP: re-read the configuration, start new workers, retire the old ones once those serve.
+
+        The listening sockets stay open throughout, so no connection is refused; old workers get
+        TERM only after their replacements are ready, and finish what they are doing.
+        """
+        old_binds = list(self.cfg.bind)
+        try:
+            self.app.reload()
+            new_class, self._worker_class_warning = resolve_worker_class(self.app.cfg.worker_class)
+            new_addresses = _parse_binds(self.app.cfg.bind)
+        except Exception as exc:
+            self.log.error("Reload failed, keeping the current configuration: %s", exc)
+            return
+        self.cfg = self.app.cfg
+        self.worker_class = new_class
+        self.log.setup(self.cfg)
+        if self.cfg.bind != old_binds:
+            for listener in self.listeners:
+                listener.close(unlink=True)
+            self.addresses = new_addresses
+            self.listeners = create_listeners(new_addresses, backlog=self.cfg.backlog, umask=self.cfg.umask,
+                                              log=self.log.error)
+            for listener in self.listeners:
+                self.log.info("Listening at: %s (%s)", listener, self.pid)
+        self._replace_pidfile()
+        self.call_hook("on_reload", self)
+        if self.cfg.preload_app:
+            self.preload()
+        old_workers = sorted(self.workers.items(), key=lambda item: item[1].age)
+        self.num_workers = self.cfg.workers
+        fresh = [self.spawn_worker() for _ in range(self.num_workers)]
+        self._wait_until_ready(fresh, timeout=max(float(self.cfg.timeout or 30), 5.0))
+        for pid, _ in old_workers:
+            self.kill_worker(pid, signal.SIGTERM)
+
+    def _wait_until_ready(self, pids: list[int], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.reap_workers()
+            waiting = [pid for pid in pids if pid in self.workers and not self.workers[pid].tmp.is_ready()]
+            if not waiting:
+                return
+            time.sleep(0.05)
+        self.log.warning("New workers not ready after %.0fs; stopping the old ones anyway.", timeout)
+
+    def _replace_pidfile(self) -> None:
+        path = self.cfg.pidfile and self.cfg.pidfile + (".2" if self.master_pid else "")
+        if self.pidfile is not None and self.pidfile.path != path:
+            self.pidfile.unlink()
+            self.pidfile = None
+        if path and self.pidfile is None:
+            self.pidfile = Pidfile(path)
+            self.pidfile.create(self.pid)
+
+    def reexec(self) -> None:
+        """USR2: fork and exec a new master that inherits the listening sockets."""
+        if self.reexec_pid:
+            self.log.warning("USR2 ignored: a new master (pid %s) is already running.", self.reexec_pid)
+            return
+        if self.master_pid:
+            self.log.warning("USR2 ignored: this master is itself an upgrade not yet promoted.")
+            return
+        master_pid = os.getpid()
+        pid = os.fork()
+        if pid != 0:
+            self.reexec_pid = pid
+            self.log.info("Started new master (pid %s) for a binary upgrade.", pid)
+            return
+        code = 1
+        try:
+            self.call_hook("pre_exec", self)
+            reexec.exec_new_master(
+                [listener.fileno() for listener in self.listeners],
+                old_pid=master_pid,
+                systemd=self.systemd,
+                environ=self.start_environ,
+                cwd=self.start_cwd,
+            )
+        except BaseException:
+            self.log.exception("Could not start the new master")
+        os._exit(code)
+
+    def maybe_promote(self) -> None:
+        """A new master whose predecessor has gone takes over the normal pidfile name."""
+        if not self.master_pid or os.getppid() == self.master_pid:
+            return
+        self.log.info("Master %s has exited; this master (pid %s) takes over.", self.master_pid, self.pid)
+        self.master_pid = 0
+        self.start_environ.pop(reexec.PID_VARIABLE, None)
+        self._replace_pidfile()
 
     # --- workers ---
 
@@ -275,6 +393,9 @@ class Arbiter:
                 return
             if pid == 0:
                 return
+            if pid == self.reexec_pid:
+                self.reexec_pid = 0  # the new master is gone (or failed to start)
+                continue
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue  # not ours (e.g. we are PID 1): reaped quietly
@@ -333,8 +454,10 @@ class Arbiter:
 
     def stop(self, graceful: bool = True) -> None:
         """Close the listeners, ask workers to stop, wait up to ``graceful_timeout``, then kill."""
+        # A unix socket file stays while another master (upgrade) or systemd still serves from it.
+        unlink = not (self.reexec_pid or self.master_pid or self.systemd)
         for listener in self.listeners:
-            listener.close(unlink=True)
+            listener.close(unlink=unlink)
         self.listeners = []
         self.signal_workers(signal.SIGTERM if graceful else signal.SIGQUIT)
         deadline = time.monotonic() + (self.cfg.graceful_timeout if graceful else 2.0)

@@ -11,6 +11,7 @@ import ipaddress
 import os
 import socket
 import stat
+import struct
 import time
 from typing import Callable, Sequence
 
@@ -19,6 +20,9 @@ from pronghorn.net.addresses import Address, FdAddress, TcpAddress, UnixAddress
 __all__ = ["Listener", "create_listener", "create_listeners", "listeners_from_fds"]
 
 DEFAULT_BACKLOG = 2048
+# struct tcp_info: eight one-byte fields, then u32 rto, ato, snd_mss, rcv_mss, unacked, ...
+_TCPI_UNACKED_OFFSET = 24
+_TCP_INFO_SIZE = 104
 
 
 class Listener:
@@ -42,6 +46,17 @@ class Listener:
 
     def fileno(self) -> int:
         return self.socket.fileno()
+
+    def queued_connections(self) -> int | None:
+        """Connections waiting in the accept queue right now (Linux TCP only), else None."""
+        if self.is_unix or not hasattr(socket, "TCP_INFO"):
+            return None
+        try:
+            info = self.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
+        except OSError:
+            return None
+        # For a listening socket the kernel reports the accept-queue length as tcpi_unacked.
+        return int(struct.unpack_from("I", info, _TCPI_UNACKED_OFFSET)[0]) if len(info) >= 28 else None
 
     def close(self, unlink: bool = False) -> None:
         """Close the socket; remove the unix socket file too when ``unlink`` is true."""

@@ -30,6 +30,22 @@ if TYPE_CHECKING:
 _RESET_SIGNALS = ("SIGABRT", "SIGHUP", "SIGQUIT", "SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGCHLD")
 
 
+# Reading /proc costs a few microseconds; twice a second is plenty to catch a leak.
+MEMORY_CHECK_INTERVAL = 0.5
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_memory_mib() -> float:
+    """This process's resident set size in MiB (Linux /proc; ru_maxrss elsewhere, a peak value)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE / 1048576
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 class Worker:
     """One worker process. ``timeout`` is the heartbeat interval (half the master's ``timeout``)."""
 
@@ -54,10 +70,12 @@ class Worker:
         self.booted = False
         self.aborted = False
         self.alive = True
+        self.draining = False
         self.nr = 0
         jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests_jitter > 0 else 0
         self.max_requests = cfg.max_requests + jitter if cfg.max_requests > 0 else sys.maxsize
         self.tmp = Heartbeat(cfg.worker_tmp_dir)
+        self._next_memory_check = 0.0
         self.wsgi: Callable[..., Any] | None = None
         self.cycle: RequestCycle | None = None
         self._wake_read, self._wake_write = -1, -1
@@ -86,6 +104,7 @@ class Worker:
         self.cycle = RequestCycle(self)
         self.cfg.post_worker_init(self)
         self.booted = True
+        self.tmp.mark_ready()
         self.run()
 
     def load_wsgi(self) -> None:
@@ -103,11 +122,23 @@ class Worker:
         raise NotImplementedError
 
     def handled_request(self) -> None:
-        """Count a finished request; past ``max_requests`` the worker finishes and exits."""
+        """Count a finished request; past ``max_requests`` or ``max_worker_memory`` the worker ends."""
         self.nr += 1
-        if self.nr >= self.max_requests and self.alive:
+        if not self.alive:
+            return
+        if self.nr >= self.max_requests:
             self.log.info("Autorestarting worker after current request.")
             self.alive = False
+        elif self.cfg.max_worker_memory and time.monotonic() >= self._next_memory_check:
+            self._next_memory_check = time.monotonic() + MEMORY_CHECK_INTERVAL
+            rss = resident_memory_mib()
+            if rss > self.cfg.max_worker_memory:
+                self.log.info(
+                    "Autorestarting worker: resident memory %.1f MiB is over max_worker_memory (%s MiB).",
+                    rss,
+                    self.cfg.max_worker_memory,
+                )
+                self.alive = False
 
     def parent_alive(self) -> bool:
         if os.getppid() != self.ppid:
@@ -149,7 +180,9 @@ class Worker:
         signal.set_wakeup_fd(self._wake_write)
 
     def handle_exit(self, signum: int, frame: FrameType | None) -> None:
+        # Graceful stop: finish what is in hand and what already waits in the listen backlog.
         self.alive = False
+        self.draining = True
 
     def handle_quit(self, signum: int, frame: FrameType | None) -> None:
         self.alive = False

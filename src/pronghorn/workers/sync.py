@@ -23,6 +23,8 @@ from pronghorn.workers.base import Worker
 _IGNORED_SEND_ERRORS = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN)
 RECV_SIZE = 65536
 DRAIN_LIMIT = 1 << 20
+# Where the accept-queue length cannot be read (unix sockets): how many queued connections to take.
+UNKNOWN_BACKLOG_DRAIN = 64
 
 
 class _SocketSink:
@@ -49,6 +51,19 @@ class SyncWorker(Worker):
                 self._accept_all(listener)
                 if not self.alive:
                     break
+        if self.draining:
+            self._serve_backlog()
+
+    def _serve_backlog(self) -> None:
+        """After TERM: answer the connections queued at that moment instead of resetting them.
+
+        Only those: under steady traffic the queue never empties, and a worker being replaced
+        (HUP, max_requests) must not keep serving new arrivals forever.
+        """
+        for listener in self.sockets:
+            queued = listener.queued_connections()
+            limit = queued if queued is not None else UNKNOWN_BACKLOG_DRAIN
+            self._accept_all(listener, draining=True, limit=limit)
 
     def _wait_ready(self, timeout: float) -> list[Listener]:
         try:
@@ -66,8 +81,11 @@ class SyncWorker(Worker):
                 pass
         return [r for r in ready if isinstance(r, Listener)]
 
-    def _accept_all(self, listener: Listener) -> None:
-        while self.alive:
+    def _accept_all(self, listener: Listener, *, draining: bool = False, limit: int = -1) -> None:
+        """Accept and serve until nothing waits, ``limit`` connections were taken, or (unless
+        draining) the worker must stop."""
+        while (self.alive or draining) and limit != 0:
+            limit -= 1
             try:
                 client, addr = listener.socket.accept()
             except (BlockingIOError, InterruptedError):

@@ -173,6 +173,20 @@ WORKER_PROCESSES = (
         desc="Add a random 0..N to each worker's max_requests so workers do not all restart together.",
     ),
     Setting(
+        name="max_worker_memory",
+        section="Worker Processes",
+        cli=("--max-worker-memory",),
+        meta="MIB",
+        validator=validators.positive_integer,
+        default=0,
+        desc="Recycle a worker gracefully once its resident memory exceeds this many MiB (0 = never).",
+        details=(
+            "New in pronghorn (Gunicorn has no equivalent). The worker checks its resident set size "
+            "after requests, at most twice a second; over the limit it finishes the request in hand, "
+            "logs the reason and exits, and the master starts a fresh one.",
+        ),
+    ),
+    Setting(
         name="timeout",
         section="Worker Processes",
         cli=("-t", "--timeout"),

@@ -1,0 +1,240 @@
+"""The process model under signals and load: reloads, upgrades and shutdowns that drop nothing."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from serving import Load, Server, free_port, http_get, pronghorn_cmd, running
+
+PID_APP = '''
+import os, time
+
+LEAK = []
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/slow":
+        time.sleep(1.0)
+    elif path == "/leak":
+        LEAK.append(bytearray(2 * 1024 * 1024))  # 2 MiB a request, kept
+    body = f"{os.getpid()}|{path}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+@pytest.fixture()
+def app_dir(tmp_path: Path) -> Path:
+    (tmp_path / "pidapp.py").write_text(PID_APP)
+    return tmp_path
+
+
+def _worker_pids(server: Server) -> set[int]:
+    """Workers alive right now, from the boot/exit lines of the log."""
+    out = server.output()
+    booted = {int(p) for p in re.findall(r"Booting worker with pid: (\d+)", out)}
+    gone = {int(p) for p in re.findall(r"Worker exiting \(pid: (\d+)\)", out)}
+    gone |= {int(p) for p in re.findall(r"Worker \(pid:(\d+)\)", out)}
+    return booted - gone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_hup_twice_under_load_drops_nothing_and_replaces_every_worker(app_dir: Path) -> None:
+    port = free_port()
+    with running(pronghorn_cmd("pidapp:app", "-b", f"127.0.0.1:{port}", "-w", "2"), cwd=app_dir, port=port) as server:
+        with Load(port, concurrency=20) as load:
+            load.wait_for(50)
+            first = load.pids_since(0)
+            for round_number in (1, 2):
+                before = load.ok
+                server.signal(signal.SIGHUP)
+                assert _wait(lambda: server.output().count("Handling signal: hup") >= round_number)
+                assert _wait(lambda: len(_worker_pids(server)) == 2 and server.output().count("Booting worker") >= 2 + 2 * round_number), server.output()[-3000:]
+                load.wait_for(before + 100)
+            time.sleep(0.5)
+            after = load.pids_since(time.monotonic() - 0.3)
+        assert load.failures == [], load.failures[:5]
+        assert load.ok > 200
+        assert after and not (after & first), (first, after)
+        assert server.output().count("Booting worker with pid") == 6
+
+
+def test_term_answers_in_flight_and_queued_requests(app_dir: Path) -> None:
+    port = free_port()
+    args = ["pidapp:app", "-b", f"127.0.0.1:{port}", "-w", "2", "--graceful-timeout", "20"]
+    with running(pronghorn_cmd(*args), cwd=app_dir, port=port) as server:
+        with ThreadPoolExecutor(6) as pool:
+            futures = [pool.submit(http_get, port, "/slow", timeout=30) for _ in range(6)]
+            time.sleep(0.4)  # two in flight, four waiting in the backlog
+            server.signal(signal.SIGTERM)
+            statuses = [future.result()[0] for future in futures]
+        assert statuses == [200] * 6
+        assert server.wait(timeout=20) == 0
+
+
+def test_master_killed_leaves_no_worker(app_dir: Path) -> None:
+    port = free_port()
+    with running(pronghorn_cmd("pidapp:app", "-b", f"127.0.0.1:{port}", "-w", "3"), cwd=app_dir, port=port) as server:
+        assert _wait(lambda: len(_worker_pids(server)) == 3)
+        workers = _worker_pids(server)
+        server.signal(signal.SIGKILL)
+        server.wait(timeout=5)
+        time.sleep(5)
+        assert [pid for pid in workers if _alive(pid)] == []
+
+
+def test_usr2_upgrade_then_term_old_master_under_load(app_dir: Path) -> None:
+    port = free_port()
+    pidfile = app_dir / "app.pid"
+    args = ["pidapp:app", "-b", f"127.0.0.1:{port}", "-w", "2", "-p", str(pidfile)]
+    with running(pronghorn_cmd(*args), cwd=app_dir, port=port) as server:
+        old_master = server.pid
+        with Load(port, concurrency=10) as load:
+            load.wait_for(30)
+            server.signal(signal.SIGUSR2)
+            assert _wait(lambda: Path(f"{pidfile}.2").exists(), 15), server.output()
+            new_master = int(Path(f"{pidfile}.2").read_text())
+            assert new_master != old_master
+            assert _wait(lambda: server.output().count("Booting worker with pid") >= 4, 15)
+            time.sleep(0.5)
+            before = load.ok
+            os.kill(old_master, signal.SIGTERM)
+            assert server.wait(timeout=20) == 0
+            assert _wait(lambda: pidfile.exists() and pidfile.read_text().strip() == str(new_master), 10)
+            assert not Path(f"{pidfile}.2").exists()
+            load.wait_for(before + 50)
+        assert load.failures == [], load.failures[:5]
+        assert _alive(new_master)
+        os.kill(new_master, signal.SIGTERM)
+        assert _wait(lambda: not _alive(new_master), 15)
+
+
+def test_max_requests_and_memory_recycle_under_load(app_dir: Path) -> None:
+    port = free_port()
+    args = ["pidapp:app", "-b", f"127.0.0.1:{port}", "-w", "2", "--max-requests", "40", "--max-requests-jitter", "5"]
+    with running(pronghorn_cmd(*args), cwd=app_dir, port=port) as server:
+        with Load(port, concurrency=10) as load:
+            load.wait_for(400, timeout=30)
+        assert load.failures == [], load.failures[:5]
+        assert len({pid for _, pid in load.pids}) >= 6
+        assert "Autorestarting worker after current request." in server.output()
+
+    port = free_port()
+    args = ["pidapp:app", "-b", f"127.0.0.1:{port}", "-w", "2", "--max-worker-memory", "80"]
+    with running(pronghorn_cmd(*args), cwd=app_dir, port=port) as server:
+        with Load(port, concurrency=10, path="/leak") as load:
+            assert _wait(lambda: server.output().count("is over max_worker_memory") >= 2, 30), server.output()[-2000:]
+            load.wait_for(load.ok + 20)
+        assert load.failures == [], load.failures[:5]
+        assert len({pid for _, pid in load.pids}) >= 3
+
+
+def test_usr1_reopens_log_files_in_master_and_workers(app_dir: Path) -> None:
+    port = free_port()
+    log = app_dir / "error.log"
+    access = app_dir / "access.log"
+    args = ["pidapp:app", "-b", f"127.0.0.1:{port}", "--error-logfile", str(log), "--access-logfile", str(access)]
+    with running(pronghorn_cmd(*args), cwd=app_dir, port=port) as server:
+        assert http_get(port)[0] == 200
+        assert _wait(lambda: access.exists() and access.read_text().count("GET /") == 1)
+        log.rename(app_dir / "error.log.1")
+        access.rename(app_dir / "access.log.1")
+        server.signal(signal.SIGUSR1)
+        assert _wait(log.exists)
+        server.signal(signal.SIGTTIN)  # anything the master logs after the reopen lands in the new file
+        assert _wait(lambda: "Handling signal: ttin" in log.read_text())
+        assert "Handling signal: usr1" in (app_dir / "error.log.1").read_text()
+        assert http_get(port, "/after")[0] == 200
+        assert _wait(lambda: access.exists() and "GET /after" in access.read_text())
+
+
+def test_winch_is_ignored_when_not_daemonized(app_dir: Path) -> None:
+    port = free_port()
+    with running(pronghorn_cmd("pidapp:app", "-b", f"127.0.0.1:{port}", "-w", "2"), cwd=app_dir, port=port) as server:
+        assert _wait(lambda: len(_worker_pids(server)) == 2)
+        server.signal(signal.SIGWINCH)
+        time.sleep(0.5)
+        assert len(_worker_pids(server)) == 2 and http_get(port)[0] == 200
+
+
+@pytest.mark.parametrize(("sig", "hook", "code"), [
+    (signal.SIGTERM, None, 0), (signal.SIGINT, "worker_int", 0), (signal.SIGQUIT, "worker_int", 0),
+    (signal.SIGABRT, "worker_abort", 1),
+])
+def test_worker_signals(app_dir: Path, sig: int, hook: str | None, code: int) -> None:
+    (app_dir / "conf.py").write_text(
+        "def worker_int(worker):\n    worker.log.info('hook worker_int ran')\n"
+        "def worker_abort(worker):\n    worker.log.info('hook worker_abort ran')\n"
+    )
+    port = free_port()
+    args = ["pidapp:app", "-b", f"127.0.0.1:{port}", "-c", "conf.py"]
+    with running(pronghorn_cmd(*args), cwd=app_dir, port=port) as server:
+        worker = int(http_get(port)[2].split(b"|")[0])
+        os.kill(worker, sig)
+        assert _wait(lambda: not _alive(worker))
+        new_worker = int(http_get(port)[2].split(b"|")[0])
+        out = server.output()
+    assert new_worker != worker
+    if hook:
+        assert f"hook {hook} ran" in out
+    if code:
+        assert f"Worker (pid:{worker}) exited with code {code}" in out
+
+
+def test_worker_usr1_reopens_its_access_log(app_dir: Path) -> None:
+    port = free_port()
+    access = app_dir / "access.log"
+    with running(pronghorn_cmd("pidapp:app", "-b", f"127.0.0.1:{port}", "--access-logfile", str(access)),
+                 cwd=app_dir, port=port):
+        worker = int(http_get(port)[2].split(b"|")[0])
+        access.rename(app_dir / "access.log.1")
+        os.kill(worker, signal.SIGUSR1)
+        time.sleep(0.3)
+        assert http_get(port, "/fresh")[0] == 200
+        assert _wait(lambda: access.exists() and "GET /fresh" in access.read_text())
+        assert _alive(worker)
+
+
+def test_unix_socket_survives_upgrade(app_dir: Path) -> None:
+    path = app_dir / "app.sock"
+    with running(pronghorn_cmd("pidapp:app", "-b", f"unix:{path}"), cwd=app_dir) as server:
+        server.wait_for_output("Booting worker")
+        server.signal(signal.SIGUSR2)
+        assert _wait(lambda: server.output().count("Booting worker with pid") >= 2, 15)
+        old = server.pid
+        os.kill(old, signal.SIGTERM)
+        server.wait(timeout=20)
+        assert path.exists(), "the new master still serves the socket file"
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            sock.connect(str(path))
+            sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.0 200")
