@@ -26,7 +26,6 @@ def app(environ, start_response):
     return [body]
 '''
 
-pytestmark = pytest.mark.xfail(reason="daemon wiring pending", strict=False)
 
 
 def _state(pid: int) -> str | None:

@@ -17,6 +17,8 @@ from pronghorn.config import Config
 from pronghorn.config import cli, sources
 from pronghorn.config.deferred import deferred_notice
 from pronghorn.errors import AppImportError, ConfigError
+from pronghorn.master.daemon import daemonize
+from pronghorn.spew import install_spew
 
 
 class BaseApplication:
@@ -76,6 +78,13 @@ class BaseApplication:
     def run(self) -> None:
         from pronghorn.master.arbiter import Arbiter
 
+        if self.cfg.spew:
+            install_spew()
+        if self.cfg.daemon:
+            if "NOTIFY_SOCKET" in os.environ:
+                print("Warning: daemon mode under systemd (NOTIFY_SOCKET is set) detaches from the service.",
+                      file=sys.stderr)
+            daemonize(self.cfg.enable_stdio_inheritance)
         try:
             Arbiter(self).run()
         except (ConfigError, RuntimeError) as exc:

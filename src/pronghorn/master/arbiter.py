@@ -26,6 +26,7 @@ from pronghorn.logs import Logger
 from pronghorn.master import reexec
 from pronghorn.master.pidfile import Pidfile
 from pronghorn.net.addresses import parse_address
+from pronghorn.proctitle import master_title, set_proc_title, worker_title
 from pronghorn.net.listeners import Listener, create_listeners, listeners_from_fds
 from pronghorn.workers.base import Worker
 from pronghorn.workers.registry import resolve_worker_class
@@ -147,6 +148,7 @@ class Arbiter:
         except (ConfigError, OSError, RuntimeError) as exc:
             self.log.error("%s", exc)  # a start-up failure: one clear line, no traceback
             self.halt(exit_status=1, quiet=True)
+        set_proc_title(master_title(self.cfg.proc_name_or_default, reexec=bool(self.master_pid)))
         try:
             self.num_workers = self.cfg.workers
             self.manage_workers()
@@ -323,6 +325,7 @@ class Arbiter:
         self.master_pid = 0
         self.start_environ.pop(reexec.PID_VARIABLE, None)
         self._replace_pidfile()
+        set_proc_title(master_title(self.cfg.proc_name_or_default))
 
     # --- workers ---
 
@@ -366,6 +369,7 @@ class Arbiter:
             for sibling in self.workers.values():
                 sibling.tmp.close()
             worker.pid = os.getpid()
+            set_proc_title(worker_title(self.cfg.proc_name_or_default, reexec=bool(self.master_pid)))
             self.log.info("Booting worker with pid: %s", worker.pid)
             self.cfg.post_fork(self, worker)
             worker.init_process()

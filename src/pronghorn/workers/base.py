@@ -22,6 +22,8 @@ from pronghorn.errors import APP_LOAD_ERROR, AppImportError
 from pronghorn.logs import Logger
 from pronghorn.net.listeners import Listener
 from pronghorn.workers.heartbeat import Heartbeat
+from pronghorn.workers.privileges import chown_for, switch_user
+from pronghorn.workers.reloader import Reloader, app_serving_traceback, make_reloader
 
 if TYPE_CHECKING:
     from pronghorn.app.base import BaseApplication
@@ -75,9 +77,11 @@ class Worker:
         jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests_jitter > 0 else 0
         self.max_requests = cfg.max_requests + jitter if cfg.max_requests > 0 else sys.maxsize
         self.tmp = Heartbeat(cfg.worker_tmp_dir)
+        chown_for(self.tmp.fileno(), cfg.user, cfg.group)  # a worker running as another user must touch it
         self._next_memory_check = 0.0
         self.wsgi: Callable[..., Any] | None = None
         self.cycle: RequestCycle | None = None
+        self.reloader: Reloader | None = None
         self._wake_read, self._wake_write = -1, -1
 
     def __str__(self) -> str:
@@ -93,6 +97,7 @@ class Worker:
         """Runs in the child after the fork; does not return until the worker ends."""
         self.pid = os.getpid()
         os.environ.update(self.cfg.env)
+        switch_user(self.cfg.user, self.cfg.group, initgroups=self.cfg.initgroups, log=self.log.warning)
         random.seed()
         self._wake_read, self._wake_write = os.pipe()
         for fd in (self._wake_read, self._wake_write):
@@ -100,6 +105,9 @@ class Worker:
             os.set_inheritable(fd, False)
         self.log.close_on_exec()
         self.init_signals()
+        if self.cfg.reload:
+            self.reloader = make_reloader(self.cfg.reload_engine, self.cfg.reload_extra_files, self._source_changed)
+            self.reloader.start()
         self.load_wsgi()
         self.cycle = RequestCycle(self)
         self.cfg.post_worker_init(self)
@@ -108,9 +116,20 @@ class Worker:
         self.run()
 
     def load_wsgi(self) -> None:
-        """Load the application; a failure ends the worker with ``APP_LOAD_ERROR`` (the master halts)."""
+        """Load the application; a failure ends the worker with ``APP_LOAD_ERROR`` (the master halts).
+
+        With ``reload`` on, a syntax error instead serves its traceback until the file is fixed.
+        """
         try:
             self.wsgi = self.app.wsgi()
+        except SyntaxError as exc:
+            if self.reloader is None:
+                self.log.exception("Failed to load the application")
+                sys.exit(APP_LOAD_ERROR)
+            self.log.exception("Application has a syntax error; serving the traceback until it is fixed")
+            if exc.filename:
+                self.reloader.add_extra_file(exc.filename)
+            self.wsgi = app_serving_traceback(exc)
         except (AppImportError, ImportError) as exc:
             self.log.error("Failed to load the application: %s", exc)
             sys.exit(APP_LOAD_ERROR)
@@ -120,6 +139,16 @@ class Worker:
 
     def run(self) -> None:
         raise NotImplementedError
+
+    def _source_changed(self, path: str) -> None:
+        """Reloader callback (watcher thread): stop after the current request; the master respawns."""
+        self.log.info("Worker reloading: %s modified", path)
+        self.alive = False
+        self.call_hook("worker_int", self)
+        try:
+            os.write(self._wake_write, b"!")  # wake the main loop out of select()
+        except OSError:
+            pass
 
     def handled_request(self) -> None:
         """Count a finished request; past ``max_requests`` or ``max_worker_memory`` the worker ends."""

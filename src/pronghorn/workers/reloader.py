@@ -163,6 +163,9 @@ class _WatcherThread:
         self._stopping = threading.Event()
         self._fired = False
         self._thread: threading.Thread | None = None
+        # Files added from another thread, with their state at that moment (the reference).
+        self._pending_lock = threading.Lock()
+        self._pending: dict[str, _Signature | None] = {}
 
     def start(self) -> None:
         if self._thread is not None or self._stopping.is_set():
@@ -182,7 +185,14 @@ class _WatcherThread:
             thread.join(timeout=5.0)
 
     def add_extra_file(self, path: str) -> None:
+        with self._pending_lock:
+            self._pending[os.path.abspath(path)] = _signature(path)
         self._watch.add(path)
+
+    def _take_pending(self) -> dict[str, _Signature | None]:
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        return pending
 
     def _fire(self, path: str) -> None:
         if self._fired or self._stopping.is_set():
@@ -212,14 +222,6 @@ class PollReloader(_WatcherThread):
         super().__init__(extra_files, callback, interval)
         # None marks an extra path that is watched but missing: its creation is a change.
         self._known: dict[str, _Signature | None] = {}
-        self._pending_lock = threading.Lock()
-        self._pending: dict[str, _Signature | None] = {}
-
-    def add_extra_file(self, path: str) -> None:
-        # The state at the time of the call is the reference, not the state at the next check.
-        with self._pending_lock:
-            self._pending[os.path.abspath(path)] = _signature(path)
-        super().add_extra_file(path)
 
     def _prepare(self) -> None:
         self._check(initial=True)
@@ -232,9 +234,7 @@ class PollReloader(_WatcherThread):
                 return
 
     def _check(self, *, initial: bool) -> str | None:
-        with self._pending_lock:
-            pending, self._pending = self._pending, {}
-        for path, sig in pending.items():
+        for path, sig in self._take_pending().items():
             self._known.setdefault(path, sig)
         plain = self._watch.plain_paths()
         matches = self._watch.glob_matches()
@@ -326,6 +326,10 @@ class InotifyReloader(_WatcherThread):
                 return
 
     def _rescan(self, *, initial: bool) -> str | None:
+        # A file added from another thread may have changed before its directory was watched.
+        for path, before in self._take_pending().items():
+            if _signature(path) != before:
+                return path
         matches = self._watch.glob_matches()
         self._files = module_source_files() | self._watch.plain_paths() | matches
         created = sorted(matches - self._matches)

@@ -152,16 +152,14 @@ DELIBERATE_DIFFERENCES = {
 # Settings whose mechanism has not landed. This list may only shrink as features land.
 PENDING = frozenset({
     "threads", "worker_connections", "keepalive", "http_parser",
-    "reload", "reload_engine", "reload_extra_files", "spew",
-    "reuse_port", "daemon", "user", "group", "initgroups", "tmp_upload_dir",
+    "reuse_port", "tmp_upload_dir",
     "proxy_protocol", "proxy_allow_ips",
     "disable_redirect_access_to_syslog", "capture_output", "logger_class", "logconfig", "logconfig_dict",
-    "logconfig_json", "syslog_addr", "syslog", "syslog_prefix", "syslog_facility", "enable_stdio_inheritance",
+    "logconfig_json", "syslog_addr", "syslog", "syslog_prefix", "syslog_facility",
     "statsd_host", "dogstatsd_tags", "statsd_prefix", "enable_backlog_metric",
-    "proc_name",
     "keyfile", "certfile", "ssl_version", "cert_reqs", "ca_certs", "suppress_ragged_eofs",
     "do_handshake_on_connect", "ciphers",
-    "on_reload", "pre_exec", "ssl_context",
+    "ssl_context",
 })
 
 # Families that come in later rounds: none of these may be declared yet.

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pronghorn.config import validators
 from pronghorn.config.setting import Setting
 
-RELOADER = "arrives with the code reloader"
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -15,7 +14,6 @@ SETTINGS: tuple[Setting, ...] = (
         action="store_true",
         validator=validators.boolean,
         default=False,
-        pending=RELOADER,
         desc="Restart the workers whenever a Python source file they imported changes (for development).",
         details=(
             "Meant for development only: watching files costs CPU, and a restart drops the workers' "
@@ -29,11 +27,10 @@ SETTINGS: tuple[Setting, ...] = (
         meta="STRING",
         validator=validators.choice("auto", "poll", "inotify"),
         default="auto",
-        pending=RELOADER,
         desc="How the reloader notices changes: auto, poll or inotify.",
         details=(
             "`poll` checks modification times every second; `inotify` asks the Linux kernel to report "
-            "changes and needs the `inotify` package; `auto` uses inotify when it is available and "
+            "changes (through the C library, no extra package); `auto` uses inotify when it is available and "
             "polls otherwise.",
         ),
     ),
@@ -45,7 +42,6 @@ SETTINGS: tuple[Setting, ...] = (
         action="append",
         validator=validators.files_or_patterns,
         default=[],
-        pending=RELOADER,
         desc="Extra files or glob patterns the reloader watches besides imported modules (repeatable).",
         details=(
             "A plain path must exist when the setting is read. A pattern containing `*`, `?` or `[` is "
@@ -59,7 +55,6 @@ SETTINGS: tuple[Setting, ...] = (
         action="store_true",
         validator=validators.boolean,
         default=False,
-        pending="arrives with the debugging tools (line tracing)",
         desc="Print every line of Python the server executes (extremely verbose; for debugging only).",
     ),
     Setting(

@@ -16,7 +16,6 @@ from pronghorn.config import validators
 from pronghorn.config.setting import Setting
 
 SECTION = "Server Hooks"
-ARBITER = "arrives with the arbiter's full process model (reload, daemon, privileges)"
 IN_MASTER = "Runs in the master process."
 IN_WORKER = "Runs in the worker process."
 NOTHING = "does nothing"
@@ -121,7 +120,6 @@ SETTINGS: tuple[Setting, ...] = (
         on_reload,
         "Called when a HUP makes the master reload, after the new configuration is read.",
         details=(IN_MASTER + " It runs before the replacement workers are started.",),
-        pending=ARBITER,
     ),
     _hook(
         when_ready,
@@ -157,7 +155,6 @@ SETTINGS: tuple[Setting, ...] = (
         pre_exec,
         "Called before a new master is executed during a binary upgrade (USR2).",
         details=("Runs in the freshly forked child of the old master, just before the new program starts.",),
-        pending=ARBITER,
     ),
     _hook(
         pre_request,

@@ -194,7 +194,6 @@ SYSLOG = (
         action="store_true",
         validator=validators.boolean,
         default=False,
-        pending="arrives with the arbiter's full process model (reload, daemon, privileges)",
         desc="Keep standard input and output open when running as a daemon.",
         details=(
             "Useful with the `PYTHONUNBUFFERED` environment variable, so that prints reach the "

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from pronghorn.config import validators
 from pronghorn.config.setting import Setting
 
-ARBITER = "arrives with the arbiter's full process model (reload, daemon, privileges)"
 PROXY_PROTOCOL = "arrives with PROXY protocol support"
 
 
@@ -110,7 +109,6 @@ PROCESS_SETUP = (
         action="store_true",
         validator=validators.boolean,
         default=False,
-        pending=ARBITER,
         desc="Detach from the terminal and keep running in the background.",
         details=(
             "Under a process supervisor (systemd, Docker, runit...) leave this off: the supervisor "
@@ -163,7 +161,6 @@ PROCESS_SETUP = (
         validator=validators.user_id,
         env_default=effective_uid,
         default_doc="the effective user id of the process that starts pronghorn",
-        pending=ARBITER,
         desc="User the workers run as: a user name or a numeric uid.",
         details=("Switching user needs the master to be started with enough privilege (usually root).",),
     ),
@@ -175,7 +172,6 @@ PROCESS_SETUP = (
         validator=validators.group_id,
         env_default=effective_gid,
         default_doc="the effective group id of the process that starts pronghorn",
-        pending=ARBITER,
         desc="Group the workers run as: a group name or a numeric gid.",
     ),
     Setting(
@@ -200,7 +196,6 @@ PROCESS_SETUP = (
         action="store_true",
         validator=validators.boolean,
         default=False,
-        pending=ARBITER,
         desc="When switching user, also give the workers every supplementary group of that user.",
     ),
     Setting(
@@ -296,7 +291,6 @@ PROCESS_NAMING = (
         meta="STRING",
         validator=validators.string,
         default=None,
-        pending="arrives with process titles (setproctitle)",
         desc="Name shown for the server's processes in ps and top; None uses default_proc_name.",
         details=(
             "Titles need the optional `setproctitle` package (`pip install pronghorn[setproctitle]`). "
