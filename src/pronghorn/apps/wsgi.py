@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import os
 import stat as stat_module
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
 from pronghorn.http import (
     NEED_DATA,
     BodyData,
     EndOfMessage,
     ProtocolError,
-    RequestHead,
     RequestParser,
     ResponseFramer,
     error_response,

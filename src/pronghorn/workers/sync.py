@@ -112,7 +112,7 @@ class SyncWorker(Worker):
             if head is None:
                 return
             body = ParserBody(parser, lambda: client.recv(RECV_SIZE))
-            response = self.cycle.run(
+            self.cycle.run(
                 head,
                 body,
                 _SocketSink(client),
