@@ -238,3 +238,95 @@ def test_unix_socket_survives_upgrade(app_dir: Path) -> None:
             sock.connect(str(path))
             sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
             assert sock.recv(100).startswith(b"HTTP/1.0 200")
+
+
+PRELOAD_APP = '''
+import gc, os
+
+IMPORTED_IN = os.getpid()
+
+def app(environ, start_response):
+    body = f"{os.getpid()}|{IMPORTED_IN}|{gc.get_freeze_count()}".encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def test_preload_imports_once_in_the_master_and_freezes_the_heap(tmp_path: Path) -> None:
+    (tmp_path / "preapp.py").write_text(PRELOAD_APP)
+    port = free_port()
+    with running(pronghorn_cmd("preapp:app", "-b", f"127.0.0.1:{port}", "-w", "2", "--preload"), cwd=tmp_path,
+                 port=port) as server:
+        worker, imported_in, frozen = map(int, http_get(port)[2].split(b"|"))
+        assert imported_in == server.pid != worker
+        assert frozen > 0
+
+
+def test_crashed_worker_is_replaced_within_two_seconds(app_dir: Path) -> None:
+    port = free_port()
+    with running(pronghorn_cmd("pidapp:app", "-b", f"127.0.0.1:{port}"), cwd=app_dir, port=port) as server:
+        worker = int(http_get(port)[2].split(b"|")[0])
+        started = time.monotonic()
+        os.kill(worker, signal.SIGKILL)
+        assert _wait(lambda: server.output().count("Booting worker with pid") == 2, 2.0)
+        assert http_get(port)[0] == 200
+        assert time.monotonic() - started < 3.0
+
+
+def test_unknown_children_are_reaped_quietly(app_dir: Path) -> None:
+    # The master adopts a child that is not a worker (as PID 1 in a container adopts orphans).
+    (app_dir / "conf.py").write_text(
+        "import os\n"
+        "def when_ready(server):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        os._exit(7)\n"
+        "    server.log.info('forked stranger %s', pid)\n"
+    )
+    port = free_port()
+    with running(pronghorn_cmd("pidapp:app", "-b", f"127.0.0.1:{port}", "-c", "conf.py"), cwd=app_dir,
+                 port=port) as server:
+        stranger = int(re.search(r"forked stranger (\d+)", server.wait_for_output("forked stranger")).group(1))  # type: ignore[union-attr]
+        assert _wait(lambda: not Path(f"/proc/{stranger}").exists(), 5), "the stranger was reaped"
+        assert http_get(port)[0] == 200
+        out = server.output()
+    assert f"({stranger})" not in out and f"pid:{stranger}" not in out
+
+
+def test_umask_applies_to_unix_socket(app_dir: Path) -> None:
+    path = app_dir / "app.sock"
+    with running(pronghorn_cmd("pidapp:app", "-b", f"unix:{path}", "-m", "077"), cwd=app_dir) as server:
+        server.wait_for_output("Listening at: unix:")
+        assert path.stat().st_mode & 0o777 == 0o700
+
+
+def test_winch_stops_workers_of_a_daemonized_master(app_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    from serving import child_env
+
+    port = free_port()
+    pidfile = app_dir / "d.pid"
+    launcher = subprocess.run(
+        [sys.executable, "-m", "pronghorn", "pidapp:app", "-D", "-b", f"127.0.0.1:{port}", "-w", "2", "-p", str(pidfile),
+         "--error-logfile", str(app_dir / "d.log")],
+        cwd=app_dir, env=child_env(), timeout=30,
+    )
+    assert launcher.returncode == 0
+    assert _wait(pidfile.exists)
+    master = int(pidfile.read_text())
+    try:
+        assert _wait(lambda: http_get(port)[0] == 200)
+        log = app_dir / "d.log"
+        os.kill(master, signal.SIGWINCH)
+        assert _wait(lambda: log.read_text().count("Worker exiting") == 2)
+        assert _alive(master)
+        with pytest.raises(OSError):
+            http_get(port, timeout=2)
+        os.kill(master, signal.SIGHUP)  # HUP brings workers back (the rollback of an upgrade)
+        assert _wait(lambda: http_get(port)[0] == 200)
+    finally:
+        os.kill(master, signal.SIGTERM)
+        if not _wait(lambda: not _alive(master), 10):
+            os.kill(master, signal.SIGKILL)
