@@ -23,6 +23,8 @@ def app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/slow":
         time.sleep(1.0)
+    elif path == "/veryslow":
+        time.sleep(20.0)
     elif path == "/leak":
         LEAK.append(bytearray(2 * 1024 * 1024))  # 2 MiB a request, kept
     body = f"{os.getpid()}|{path}".encode()
@@ -330,3 +332,35 @@ def test_winch_stops_workers_of_a_daemonized_master(app_dir: Path) -> None:
         os.kill(master, signal.SIGTERM)
         if not _wait(lambda: not _alive(master), 10):
             os.kill(master, signal.SIGKILL)
+
+
+def test_int_during_graceful_stop_switches_to_quick(app_dir: Path) -> None:
+    port = free_port()
+    args = ["pidapp:app", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "30"]
+    with running(pronghorn_cmd(*args), cwd=app_dir, port=port) as server:
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(lambda: http_get(port, "/veryslow", timeout=30))
+            time.sleep(0.5)
+            server.signal(signal.SIGTERM)
+            time.sleep(0.5)
+            started = time.monotonic()
+            server.signal(signal.SIGINT)
+            assert server.wait(timeout=10) == 0
+            assert time.monotonic() - started < 4
+            with pytest.raises(Exception):
+                pending.result()
+        assert "Quick stop requested during a graceful one." in server.output()
+
+
+def test_reload_with_an_unbindable_address_keeps_serving(app_dir: Path) -> None:
+    port = free_port()
+    conf = app_dir / "conf.py"
+    conf.write_text(f"bind = '127.0.0.1:{port}'\n")
+    with running(pronghorn_cmd("pidapp:app", "-c", "conf.py"), cwd=app_dir, port=port) as server:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            conf.write_text(f"bind = '127.0.0.1:{taken.getsockname()[1]}'\n")
+            server.signal(signal.SIGHUP)
+            assert _wait(lambda: "keeping the old ones" in server.output())
+        assert http_get(port)[0] == 200

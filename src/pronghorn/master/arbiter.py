@@ -34,6 +34,7 @@ from pronghorn.workers.registry import resolve_worker_class
 if TYPE_CHECKING:
     from pronghorn.app.base import BaseApplication
 
+QUICK_STOP_SECONDS = 2.0
 HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH", "CHLD")
 
 
@@ -252,13 +253,7 @@ class Arbiter:
         self.worker_class = new_class
         self.log.setup(self.cfg)
         if self.cfg.bind != old_binds:
-            for listener in self.listeners:
-                listener.close(unlink=True)
-            self.addresses = new_addresses
-            self.listeners = create_listeners(new_addresses, backlog=self.cfg.backlog, umask=self.cfg.umask,
-                                              log=self.log.error)
-            for listener in self.listeners:
-                self.log.info("Listening at: %s (%s)", listener, self.pid)
+            self._rebind(new_addresses)
         self._replace_pidfile()
         self.call_hook("on_reload", self)
         if self.cfg.preload_app:
@@ -269,6 +264,20 @@ class Arbiter:
         self._wait_until_ready(fresh, timeout=max(float(self.cfg.timeout or 30), 5.0))
         for pid, _ in old_workers:
             self.kill_worker(pid, signal.SIGTERM)
+
+    def _rebind(self, addresses: list[Any]) -> None:
+        """Listen on the new ``bind`` addresses; if that fails, keep serving on the old ones."""
+        try:
+            listeners = create_listeners(addresses, backlog=self.cfg.backlog, umask=self.cfg.umask,
+                                         log=self.log.error, attempts=1)
+        except OSError as exc:
+            self.log.error("Reload could not bind the new addresses, keeping the old ones: %s", exc)
+            return
+        for listener in self.listeners:
+            listener.close(unlink=True)
+        self.addresses, self.listeners = addresses, listeners
+        for listener in self.listeners:
+            self.log.info("Listening at: %s (%s)", listener, self.pid)
 
     def _wait_until_ready(self, pids: list[int], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -464,12 +473,25 @@ class Arbiter:
             listener.close(unlink=unlink)
         self.listeners = []
         self.signal_workers(signal.SIGTERM if graceful else signal.SIGQUIT)
-        deadline = time.monotonic() + (self.cfg.graceful_timeout if graceful else 2.0)
+        deadline = time.monotonic() + (self.cfg.graceful_timeout if graceful else QUICK_STOP_SECONDS)
         while self.workers and time.monotonic() < deadline:
             self._reap_quietly()
+            if graceful and self._quick_stop_requested():
+                self.log.info("Quick stop requested during a graceful one.")
+                graceful = False
+                self.signal_workers(signal.SIGQUIT)
+                deadline = min(deadline, time.monotonic() + QUICK_STOP_SECONDS)
             time.sleep(0.1)
         self.signal_workers(signal.SIGKILL)
         self._reap_quietly()
+
+    def _quick_stop_requested(self) -> bool:
+        """Whether an INT or QUIT arrived (other signals wait: the master is on its way out)."""
+        try:
+            pending = [self.signals.get_nowait() for _ in range(self.signals.qsize())]
+        except queue.Empty:
+            return False
+        return any(signum in (signal.SIGINT, signal.SIGQUIT) for signum in pending)
 
     def _reap_quietly(self) -> None:
         try:
