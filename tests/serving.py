@@ -192,17 +192,30 @@ class Load:
             thread.join(timeout=30)
 
     def _run(self) -> None:
-        while not self._stop.is_set() and time.monotonic() < self._deadline:
-            try:
-                status, _, body = http_get(self.port, self.path, timeout=20)
-                if status != 200:
-                    raise AssertionError(f"status {status}")
-                with self._lock:
-                    self.ok += 1
-                    self.pids.append((time.monotonic(), int(body.split(b"|")[0])))
-            except Exception as exc:  # noqa: BLE001 - every kind of failure is counted
-                with self._lock:
-                    self.failures.append(f"{type(exc).__name__}: {exc}")
+        import http.client
+
+        # One persistent HTTP/1.1 client per thread: it keeps the connection alive when the server
+        # allows and opens a new one after a "Connection: close" response, as browsers do.
+        client = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+        try:
+            while not self._stop.is_set() and time.monotonic() < self._deadline:
+                try:
+                    client.request("GET", self.path)
+                    response = client.getresponse()
+                    body = response.read()
+                    if response.status != 200:
+                        raise AssertionError(f"status {response.status}")
+                    if response.will_close:
+                        client.close()
+                    with self._lock:
+                        self.ok += 1
+                        self.pids.append((time.monotonic(), int(body.split(b"|")[0])))
+                except Exception as exc:  # noqa: BLE001 - every kind of failure is counted
+                    client.close()
+                    with self._lock:
+                        self.failures.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            client.close()
 
     def pids_since(self, moment: float) -> set[int]:
         with self._lock:
