@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+class RequestTimedOut(Exception):
+    """The application ran past ``request_timeout``; the request is answered 504 if still possible."""
+
+
 class Request:
     """The request as hooks see it (``pre_request(worker, req)``), with Gunicorn's attribute names."""
 
@@ -133,6 +137,11 @@ class RequestCycle:
             self.log.warning("Invalid request from ip=%s: %s", environ.get("REMOTE_ADDR"), exc)
             if exc.respond and not response.headers_sent:
                 response.send_error(exc.status, exc.reason, str(exc))
+        except RequestTimedOut as exc:
+            response.failed = True
+            self.log.error("%s: %s %s", exc, req.method, req.path)
+            if not response.headers_sent:
+                response.send_error(504, "Gateway Timeout", "The application did not answer in time.")
         except Exception:
             response.failed = True
             self.log.exception("Error handling request %s", environ.get("RAW_URI"))

@@ -57,14 +57,14 @@ class Arbiter:
         self.systemd = reexec.from_systemd(os.environ, self.pid)
         self.start_environ = dict(os.environ)
         self.start_cwd = str(self.cfg.settings["chdir"].default)
-        self.worker_class, self._worker_class_warning = resolve_worker_class(self.cfg.worker_class)
+        self.worker_class = resolve_worker_class(self.cfg.worker_class, self.cfg.threads)
         self.addresses = _parse_binds(self.cfg.bind)
         self.cfg.env  # noqa: B018 - validates raw_env before anything starts
 
     @staticmethod
     def check_settings(cfg: Config) -> None:
         """The checks that need more than one setting's validator (``--check-config`` runs them)."""
-        resolve_worker_class(cfg.worker_class)
+        resolve_worker_class(cfg.worker_class, cfg.threads)
         _parse_binds(cfg.bind)
         cfg.env  # noqa: B018
 
@@ -104,7 +104,7 @@ class Arbiter:
             )
         for listener in self.listeners:
             self.log.info("Listening at: %s (%s)", listener, self.pid)
-        self.log.info("Using worker: %s", self.cfg.worker_class_str)
+        self.log.info("Using worker: %s", self.worker_class.__name__)
         for message in self.startup_warnings():
             self.log.warning(message)
         if self.cfg.preload_app:
@@ -126,8 +126,6 @@ class Arbiter:
     def startup_warnings(self) -> list[str]:
         warnings = list(getattr(self.app, "startup_notices", []))
         warnings += [f"Setting {name} has no effect yet: {reason}." for name, reason in self.cfg.pending_in_use()]
-        if self._worker_class_warning:
-            warnings.append(f"worker_class {self.cfg.worker_class_str}: {self._worker_class_warning}.")
         return warnings
 
     def init_signals(self) -> None:
@@ -244,7 +242,7 @@ class Arbiter:
         old_binds = list(self.cfg.bind)
         try:
             self.app.reload()
-            new_class, self._worker_class_warning = resolve_worker_class(self.app.cfg.worker_class)
+            new_class = resolve_worker_class(self.app.cfg.worker_class, self.app.cfg.threads)
             new_addresses = _parse_binds(self.app.cfg.bind)
         except Exception as exc:
             self.log.error("Reload failed, keeping the current configuration: %s", exc)

@@ -10,25 +10,24 @@ from pronghorn.errors import ConfigError
 
 WORKER_CLASSES = {
     "sync": "pronghorn.workers.sync.SyncWorker",
-}
-# Names Gunicorn users pass that pronghorn will serve with another worker until theirs lands.
-STAND_INS = {
-    "gthread": ("sync", "the gthread event-loop worker has not landed yet; using the sync worker"),
+    "gthread": "pronghorn.workers.gthread.ThreadWorker",
 }
 
 
-def resolve_worker_class(value: Any) -> tuple[type, str | None]:
-    """The worker class for a ``worker_class`` value, and a warning to log if a stand-in is used."""
+def resolve_worker_class(value: Any, threads: int = 1) -> type:
+    """The worker class for a ``worker_class`` value (a name, a dotted path or a class).
+
+    As in Gunicorn, ``sync`` with ``threads > 1`` means the threaded worker.
+    """
     if inspect.isclass(value):
-        return value, None
+        return value
     name = str(value)
-    warning = None
-    if name in STAND_INS:
-        name, warning = STAND_INS[name]
+    if name == "sync" and threads > 1:
+        name = "gthread"
     path = WORKER_CLASSES.get(name, name)
     module_name, _, class_name = path.rpartition(".")
     if not module_name:
-        known = ", ".join(sorted([*WORKER_CLASSES, *STAND_INS]))
+        known = ", ".join(sorted(WORKER_CLASSES))
         raise ConfigError(f"Invalid value for worker_class: {value!r} (expected one of {known} or a dotted path to a class)")
     try:
         worker_class = getattr(importlib.import_module(module_name), class_name)
@@ -36,4 +35,4 @@ def resolve_worker_class(value: Any) -> tuple[type, str | None]:
         raise ConfigError(f"Invalid value for worker_class: {value!r} (cannot load it: {exc})") from None
     if not inspect.isclass(worker_class):
         raise ConfigError(f"Invalid value for worker_class: {value!r} (expected a class)")
-    return worker_class, warning
+    return worker_class

@@ -204,7 +204,6 @@ PROCESS_SETUP = (
         meta="DIR",
         validator=validators.string,
         default=None,
-        pending="arrives with request-body spooling to disk",
         desc="Directory where large request bodies are spooled to disk; None uses the system temp dir.",
         details=("Gunicorn 27 still validates this setting but no longer reads it.",),
     ),

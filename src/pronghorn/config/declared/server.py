@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from pronghorn.config import validators
 from pronghorn.config.setting import Setting
 
-GTHREAD = "arrives with the gthread event-loop worker"
 
 
 def default_bind(environ: Mapping[str, str]) -> list[str]:
@@ -133,7 +132,6 @@ WORKER_PROCESSES = (
         meta="INT",
         validator=validators.positive_integer,
         default=1,
-        pending=GTHREAD,
         desc="Size of each worker's thread pool for running the application.",
         details=(
             "In Gunicorn, more than one thread with the `sync` worker class quietly selects the threaded "
@@ -147,7 +145,6 @@ WORKER_PROCESSES = (
         meta="INT",
         validator=validators.positive_integer,
         default=1000,
-        pending=GTHREAD,
         desc="Most client connections one worker holds open at once (event-loop workers only).",
     ),
     Setting(
@@ -187,6 +184,33 @@ WORKER_PROCESSES = (
         ),
     ),
     Setting(
+        name="header_timeout",
+        section="Worker Processes",
+        cli=("--header-timeout",),
+        meta="SECONDS",
+        validator=validators.positive_integer,
+        default=30,
+        desc="Seconds a client gets to send a request head, and between pieces of a request body.",
+        details=(
+            "New in pronghorn (gthread worker). A connection that has sent nothing of its request in "
+            "time is closed quietly; one whose body stalls is answered 408 and closed.",
+        ),
+    ),
+    Setting(
+        name="request_timeout",
+        section="Worker Processes",
+        cli=("--request-timeout",),
+        meta="SECONDS",
+        validator=validators.positive_integer,
+        default=0,
+        desc="Answer 504 to a request the application has not finished after this many seconds (0 = off).",
+        details=(
+            "New in pronghorn (gthread worker). If the response has already started, the connection "
+            "is aborted instead. The request is logged with its method and path, and the worker is "
+            "recycled gracefully, since a running Python thread cannot be stopped.",
+        ),
+    ),
+    Setting(
         name="timeout",
         section="Worker Processes",
         cli=("-t", "--timeout"),
@@ -217,7 +241,6 @@ WORKER_PROCESSES = (
         meta="INT",
         validator=validators.positive_integer,
         default=2,
-        pending=GTHREAD,
         desc="Seconds an idle persistent connection is kept open waiting for the next request.",
         details=(
             "The sync worker always closes the connection after one response, so this only matters for "

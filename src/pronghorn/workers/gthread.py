@@ -1,0 +1,408 @@
+"""The gthread worker: an event loop does every socket operation; the application sees whole requests.
+
+How this works:
+
+* One asyncio loop per worker (uvloop when it is installed). Listening sockets are watched with
+  ``add_reader``; while every application thread is busy, or ``worker_connections`` connections
+  are open, the worker stops watching them so an idle sibling takes the next connection.
+* Each connection is an ``HttpConnection`` protocol. Bytes go into the sans-IO parser; the loop
+  collects the head and the whole body (a large body goes to a temporary file) before the request
+  is run through ``RequestCycle``: inline on the loop thread when ``threads == 1``, else on a pool
+  of ``threads`` threads. A slow client therefore never holds an application thread.
+* Responses go out through ``DirectSink`` (inline) or ``ThreadSink`` (pool); both keep memory
+  bounded when a client reads slowly.
+* Keep-alive and pipelining: after a response the parser goes on with the bytes already buffered;
+  requests on one connection are answered in order, one at a time.
+* A one-second tick refreshes the heartbeat (an application blocking the loop thread stops it, and
+  the master kills the worker at ``timeout``), enforces ``header_timeout``, ``keepalive`` and the
+  body idle deadline, and answers requests running past ``request_timeout`` with 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
+from typing import TYPE_CHECKING, Any, cast
+
+from pronghorn.apps.cycle import RequestTimedOut
+from pronghorn.apps.wsgi import Response
+from pronghorn.http import (
+    CONNECTION_CLOSED,
+    CONTINUE_RESPONSE,
+    NEED_DATA,
+    BodyData,
+    EndOfMessage,
+    ProtocolError,
+    RequestHead,
+    RequestParser,
+    error_response,
+)
+from pronghorn.net.listeners import Listener
+from pronghorn.workers.base import Worker
+from pronghorn.workers.loop_io import DirectSink, FlowControl, SpooledBody, ThreadSink
+
+if TYPE_CHECKING:
+    from pronghorn.apps.wsgi import ResponseSink
+
+READ_PAUSE_BYTES = 256 * 1024  # stop reading a connection whose unprocessed bytes pass this
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection: parse, collect the body, run the request, keep alive or close."""
+
+    def __init__(self, worker: ThreadWorker, listener: Listener, peer: Any) -> None:
+        self.worker = worker
+        self.listener = listener
+        self.peer = (peer[0], peer[1]) if isinstance(peer, tuple) else (peer or None)
+        assert worker.cycle is not None
+        self.parser = RequestParser(worker.cycle.limits_for(self.peer))
+        self.transport: asyncio.Transport | None = None
+        self.head: RequestHead | None = None
+        self.body: SpooledBody | None = None
+        self.busy = False  # a request is being run by the application
+        self.closing = False
+        self.reading_paused = False
+        self.deadline = time.monotonic() + worker.header_timeout
+        self.started = 0.0
+        self.flow = FlowControl()
+        self.sink: ThreadSink | None = None
+
+    # --- asyncio.Protocol ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self.worker.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed(data)
+        if self.busy:
+            if self.parser.buffered > READ_PAUSE_BYTES and not self.reading_paused:
+                self.reading_paused = True
+                self.transport.pause_reading()  # type: ignore[union-attr]
+            return
+        self.process()
+
+    def eof_received(self) -> bool | None:
+        self.parser.feed(b"")
+        if not self.busy:
+            self.process()
+        return True  # half-close: a pipelined request may still be answered
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.flow.lose()
+        self.worker.connections.discard(self)
+        if self.body is not None and not self.busy:
+            self.body.close()
+        self.worker.connection_closed()
+
+    def pause_writing(self) -> None:
+        self.flow.pause()
+
+    def resume_writing(self) -> None:
+        self.flow.resume()
+
+    # --- request handling ---
+
+    def process(self) -> None:
+        """Turn buffered bytes into events until a request is ready to run or more bytes are needed."""
+        worker = self.worker
+        while not self.busy and not self.closing:
+            try:
+                event = self.parser.next_event()
+            except ProtocolError as exc:
+                worker.log.warning("Invalid request from ip=%s: %s", _ip(self.peer), exc)
+                if exc.respond:
+                    self.write_raw(exc.to_response())
+                self.close()
+                return
+            if event is NEED_DATA:
+                return
+            if isinstance(event, BodyData):
+                assert self.body is not None
+                self.body.write(event.data)
+                self.deadline = time.monotonic() + worker.header_timeout
+            elif isinstance(event, RequestHead):
+                self.head = event
+                self.body = SpooledBody(worker.cfg.tmp_upload_dir)
+                self.deadline = time.monotonic() + worker.header_timeout
+                if event.expect_continue:
+                    # The loop reads the body itself, so the client may send it now.
+                    self.write_raw(CONTINUE_RESPONSE)
+            elif isinstance(event, EndOfMessage):
+                self.dispatch()
+            elif event is CONNECTION_CLOSED:
+                self.close()
+                return
+
+    def dispatch(self) -> None:
+        assert self.head is not None and self.body is not None and self.transport is not None
+        self.body.finish()
+        self.busy = True
+        self.started = time.monotonic()
+        worker = self.worker
+        worker.busy += 1
+        worker.update_accepting()
+        if worker.pool is None:
+            sink: ResponseSink = DirectSink(self.transport.get_extra_info("socket").fileno(), worker.cfg.timeout)
+            response = worker.run_inline(self, sink)
+            self.finish_request(response)
+        else:
+            self.sink = ThreadSink(worker.loop, self.transport, self.flow)
+            future = worker.loop.run_in_executor(worker.pool, worker.run_request, self, self.sink)
+            future.add_done_callback(self._request_finished)
+
+    def _request_finished(self, future: asyncio.Future[Response | None]) -> None:
+        self.finish_request(None if future.cancelled() or future.exception() else future.result())
+
+    def finish_request(self, response: Response | None) -> None:
+        worker = self.worker
+        worker.busy -= 1
+        self.busy = False
+        self.sink = None
+        if self.body is not None:
+            self.body.close()
+        self.head = self.body = None
+        worker.handled_request()
+        worker.update_accepting()
+        if response is None or not response.keep_alive or self.closing or self.transport is None:
+            self.close()
+            return
+        if not worker.alive:
+            self.close()  # shutting down: finish this response, take no new request here
+            return
+        self.parser.start_next_request()
+        self.deadline = time.monotonic() + worker.keepalive
+        if self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        self.process()
+
+    # --- output and closing ---
+
+    def write_raw(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.closing = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.closing = True
+        self.flow.lose()
+        if self.transport is not None:
+            self.transport.abort()
+
+    @property
+    def idle(self) -> bool:
+        return not self.busy and self.head is None and self.parser.buffered == 0
+
+
+class ThreadWorker(Worker):
+    """Gunicorn's ``gthread`` name, on an event loop."""
+
+    def run(self) -> None:
+        cfg = self.cfg
+        self.threads = max(1, cfg.threads)
+        self.header_timeout = float(cfg.header_timeout)
+        self.keepalive = float(cfg.keepalive)
+        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="pronghorn-app") if self.threads > 1 else None
+        self.connections: set[HttpConnection] = set()
+        self.busy = 0
+        self.accepting = False
+        self.loop = new_event_loop()
+        self.stopping_since = 0.0
+        # One connection at a time per readiness event when siblings share the socket (fair spread).
+        self.accept_batch = 1 if cfg.workers > 1 else 16
+        asyncio.set_event_loop(self.loop)
+        for listener in self.sockets:
+            listener.socket.setblocking(False)
+        self.loop.add_reader(self.wake_fd, self._drain_wake_pipe)
+        self.update_accepting()
+        self.loop.call_soon(self._tick)
+        try:
+            self.loop.run_forever()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=False, cancel_futures=True)
+            self.loop.close()
+
+    # --- accepting ---
+
+    def update_accepting(self) -> None:
+        want = (
+            self.alive
+            and self.busy < self.threads
+            and len(self.connections) < self.cfg.worker_connections
+        )
+        if want == self.accepting:
+            return
+        self.accepting = want
+        for listener in self.sockets:
+            if want:
+                self.loop.add_reader(listener.fileno(), self._accept, listener)
+            else:
+                self.loop.remove_reader(listener.fileno())
+
+    def _accept(self, listener: Listener, limit: int | None = None) -> None:
+        for _ in range(limit if limit is not None else self.accept_batch):
+            try:
+                sock, addr = listener.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EMFILE, errno.ENFILE):
+                    if exc.errno in (errno.EMFILE, errno.ENFILE):
+                        self.log.error("Out of file descriptors accepting a connection: %s", exc)
+                    return
+                raise
+            sock.setblocking(False)
+            if not listener.is_unix:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.loop.create_task(self._connect(listener, sock, addr))
+            if len(self.connections) >= self.cfg.worker_connections:
+                self.update_accepting()
+                return
+
+    async def _connect(self, listener: Listener, sock: socket.socket, addr: Any) -> None:
+        try:
+            await self.loop.connect_accepted_socket(lambda: HttpConnection(self, listener, addr), sock)
+        except OSError:
+            sock.close()
+
+    def connection_closed(self) -> None:
+        self.update_accepting()
+        if not self.alive and not self.connections:
+            self.loop.stop()
+
+    # --- running requests ---
+
+    def run_request(self, conn: HttpConnection, sink: ResponseSink) -> Response | None:
+        """Run one request through the request cycle (on a pool thread, or inline)."""
+        assert self.cycle is not None and conn.head is not None and conn.body is not None
+        try:
+            return self.cycle.run(
+                conn.head,
+                conn.body,
+                sink,
+                peer=conn.peer,
+                server=conn.listener.server_name,
+                multithread=self.pool is not None,
+                keep_alive=self.keepalive > 0,
+            )
+        except ProtocolError as exc:  # refused before the app ran (contradictory proxy headers)
+            self.log.warning("Invalid request from ip=%s: %s", _ip(conn.peer), exc)
+            if exc.respond:
+                try:
+                    sink.write(exc.to_response())
+                except Exception:  # noqa: BLE001 - the client is gone; nothing more to do
+                    pass
+            return None
+
+    def run_inline(self, conn: HttpConnection, sink: ResponseSink) -> Response | None:
+        """Run a request on the loop thread; ``request_timeout`` interrupts it with SIGALRM."""
+        limit = float(self.cfg.request_timeout)
+        if not limit:
+            return self.run_request(conn, sink)
+        previous = signal.signal(signal.SIGALRM, self._request_timed_out)
+        signal.setitimer(signal.ITIMER_REAL, limit)
+        try:
+            return self.run_request(conn, sink)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    def _request_timed_out(self, signum: int, frame: FrameType | None) -> None:
+        # The application's state may be inconsistent after the interruption: recycle the worker.
+        if self.alive:
+            self.log.info("Autorestarting worker after a request timeout.")
+            self.alive = False
+        raise RequestTimedOut(f"Request timed out after {self.cfg.request_timeout}s")
+
+    # --- the tick: heartbeat, deadlines, shutdown ---
+
+    def _tick(self) -> None:
+        self.notify()
+        now = time.monotonic()
+        if self.alive and not self.parent_alive():
+            self.alive = False
+            self.draining = False
+        if not self.alive:
+            self._stop_step(now)
+        for conn in list(self.connections):
+            if conn.busy:
+                self._check_request_timeout(conn, now)
+            elif now > conn.deadline:
+                if conn.head is not None:
+                    # RFC 9110 section 15.5.9: the request was not completed in time.
+                    conn.write_raw(error_response(408, "Request Timeout", "The request body was not received in time."))
+                conn.close()
+        self.loop.call_later(1.0, self._tick)
+
+    def _check_request_timeout(self, conn: HttpConnection, now: float) -> None:
+        limit = float(self.cfg.request_timeout)
+        if not limit or now - conn.started <= limit or conn.sink is None:
+            return
+        head = conn.head
+        self.log.error(
+            "Request timed out after %ss: %s %s", self.cfg.request_timeout,
+            head.method.decode("ascii") if head else "-", head.path.decode("latin-1") if head else "-",
+        )
+        if conn.sink.take_over():
+            conn.write_raw(error_response(504, "Gateway Timeout", "The application did not answer in time."))
+            conn.close()
+        else:
+            conn.abort()
+        # The thread cannot be stopped; recycle the worker once the others are done.
+        if self.alive:
+            self.log.info("Autorestarting worker after a request timeout.")
+            self.alive = False
+
+    def _stop_step(self, now: float) -> None:
+        if not self.stopping_since:
+            self.stopping_since = now
+            self.update_accepting()
+            if self.draining:
+                for listener in self.sockets:
+                    queued = listener.queued_connections()
+                    self._accept(listener, limit=queued if queued is not None else 64)
+        for conn in list(self.connections):
+            if conn.idle:
+                conn.close()
+        if not self.connections or now - self.stopping_since > self.cfg.graceful_timeout:
+            self.loop.stop()
+
+    def _drain_wake_pipe(self) -> None:
+        try:
+            while os.read(self.wake_fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        if not self.alive:
+            self._stop_step(time.monotonic())
+
+    def handle_exit(self, signum: int, frame: FrameType | None) -> None:
+        super().handle_exit(signum, frame)
+        # The loop may own the signal wake-up descriptor; make it act now rather than at the tick.
+        loop = getattr(self, "loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._stop_step, time.monotonic())
+
+
+def _ip(peer: Any) -> Any:
+    return peer[0] if isinstance(peer, tuple) else peer

@@ -1,0 +1,189 @@
+"""The pieces between the event loop and the application: request bodies and response sinks.
+
+A request body is received whole by the loop before the application runs (so a slow client never
+holds an application thread) into a ``SpooledBody``, which moves to a temporary file past a
+threshold. A response goes back through a sink: ``LoopSink`` writes straight to the transport
+when the application runs on the loop thread; ``ThreadSink`` hands bytes over from a pool thread
+and makes that thread wait while the transport holds more than its high-water mark, so memory stays
+bounded however fast the application produces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import tempfile
+import threading
+from typing import IO
+
+from pronghorn.apps.wsgi import ClientDisconnected
+
+SPILL_THRESHOLD = 1 << 20  # request bodies larger than this go to a temporary file
+HIGH_WATER = 256 * 1024  # transport buffer size at which a producing app thread waits
+SENDFILE_BLOCK = 1 << 20
+
+
+class SpooledBody:
+    """A complete request body, in memory or (past ``SPILL_THRESHOLD``) in a temporary file."""
+
+    def __init__(self, directory: str | None) -> None:
+        self._directory = directory
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._file: IO[bytes] | None = None
+        self._reader: IO[bytes] | None = None
+        self._memory = b""
+        self._offset = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def spilled(self) -> bool:
+        return self._file is not None
+
+    def write(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._file is not None:
+            self._file.write(data)
+            return
+        self._chunks.append(data)
+        if self._size > SPILL_THRESHOLD:
+            self._file = tempfile.TemporaryFile(dir=self._directory)
+            self._file.write(b"".join(self._chunks))
+            self._chunks = []
+
+    def finish(self) -> None:
+        """All bytes are in: switch to reading."""
+        if self._file is not None:
+            self._file.flush()
+            self._file.seek(0)
+            self._reader = self._file
+        else:
+            self._memory = b"".join(self._chunks) if len(self._chunks) != 1 else self._chunks[0]
+            self._chunks = []
+
+    def read(self, size: int) -> bytes:
+        if self._reader is not None:
+            return self._reader.read(size)
+        data = self._memory[self._offset : self._offset + size]
+        self._offset += len(data)
+        return data
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = self._reader = None
+        self._memory = b""
+
+
+class FlowControl:
+    """Transport flow control as seen from the application's side (shared by the sinks)."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.lost = False
+        self.condition = threading.Condition()
+
+    def pause(self) -> None:
+        with self.condition:
+            self.paused = True
+
+    def resume(self) -> None:
+        with self.condition:
+            self.paused = False
+            self.condition.notify_all()
+
+    def lose(self) -> None:
+        with self.condition:
+            self.lost = True
+            self.condition.notify_all()
+
+
+class DirectSink:
+    """Writes from the loop thread itself (the application runs inline when ``threads == 1``).
+
+    Bytes go straight to the socket: when the kernel takes them all (the usual case) nothing is
+    buffered at all. When a client reads slower than the response is produced, the loop thread
+    waits for the socket (at most ``timeout`` seconds a step) rather than buffering without limit;
+    applications that stream large bodies to slow clients should run with ``threads > 1``.
+    """
+
+    def __init__(self, fileno: int, timeout: float) -> None:
+        self.fileno = fileno
+        self.timeout = timeout or None
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                sent = os.write(self.fileno, view)
+            except BlockingIOError:
+                self._wait_writable()
+                continue
+            except OSError as exc:
+                raise ClientDisconnected(str(exc)) from exc
+            view = view[sent:]
+
+    def _wait_writable(self) -> None:
+        _, writable, _ = select.select([], [self.fileno], [], self.timeout)
+        if not writable:
+            raise ClientDisconnected("timed out writing to the client")
+
+    def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
+        source = file.fileno()
+        while count > 0:
+            try:
+                sent = os.sendfile(self.fileno, source, offset, min(count, SENDFILE_BLOCK))
+            except BlockingIOError:
+                self._wait_writable()
+                continue
+            except OSError as exc:
+                raise ClientDisconnected(str(exc)) from exc
+            if sent == 0:
+                break
+            offset += sent
+            count -= sent
+
+
+class ThreadSink:
+    """Writes from a pool thread: the loop does the I/O, the thread waits while the buffer is full."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, transport: asyncio.WriteTransport, flow: FlowControl) -> None:
+        self.loop = loop
+        self.transport = transport
+        self.flow = flow
+        self.started = False
+
+    def write(self, data: bytes) -> None:
+        flow = self.flow
+        with flow.condition:
+            while flow.paused and not flow.lost:
+                flow.condition.wait(1.0)
+            if flow.lost:
+                raise ClientDisconnected("connection closed by the client")
+            self.started = True
+        self.loop.call_soon_threadsafe(self._write, data)
+
+    def take_over(self) -> bool:
+        """From the loop: stop the application's output. True if none of it was sent yet."""
+        with self.flow.condition:
+            self.flow.lost = True
+            self.flow.condition.notify_all()
+            return not self.started
+
+    def _write(self, data: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(data)
+
+    def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
+        # Reads happen on this thread; the loop only writes, and the flow control bounds memory.
+        file.seek(offset)
+        while count > 0:
+            data = file.read(min(count, SENDFILE_BLOCK))
+            if not data:
+                break
+            count -= len(data)
+            self.write(data)
