@@ -67,6 +67,7 @@ class Logger:
 
     def setup(self, cfg: Config) -> None:
         self.cfg = cfg
+        self._access_enabled = bool(cfg.accesslog)
         self.error_log.setLevel(LEVELS.get(cfg.loglevel, logging.INFO))
         self._replace_handler(self.error_log, cfg.errorlog, sys.stderr, ERROR_FORMAT)
         if cfg.accesslog:
@@ -142,7 +143,7 @@ class Logger:
 
     @property
     def access_enabled(self) -> bool:
-        return bool(self.cfg.accesslog)
+        return self._access_enabled
 
     def access(self, resp: AccessResponse, req: AccessRequest, environ: Mapping[str, Any], request_time: float) -> None:
         """Write one access-log line (``request_time`` in seconds)."""

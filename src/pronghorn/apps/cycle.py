@@ -30,7 +30,7 @@ class RequestTimedOut(Exception):
 class Request:
     """The request as hooks see it (``pre_request(worker, req)``), with Gunicorn's attribute names."""
 
-    def __init__(self, head: RequestHead, peer: Any, scheme: str) -> None:
+    def __init__(self, head: RequestHead, peer: Any, scheme: str, body: InputStream | None = None) -> None:
         self.head = head
         self.method = head.method.decode("ascii")
         self.uri = head.target.decode("latin-1")
@@ -42,7 +42,7 @@ class Request:
         self.scheme = scheme
         self.peer_addr = peer
         self.remote_addr = peer
-        self.body: InputStream | None = None
+        self.body = body
 
     def should_close(self) -> bool:
         return not self.head.keep_alive
@@ -61,6 +61,11 @@ class RequestCycle:
         self.script_name = cfg.env.get("SCRIPT_NAME", cfg.environ.get("SCRIPT_NAME", ""))
         self.server_header = SERVER_SOFTWARE.split("/")[0].encode("ascii")
         self.sendfile = cfg.sendfile_enabled
+        # Hooks left at their defaults cost nothing per request (the default pre_request only logs
+        # at debug level).
+        self.pre_request = _configured_hook(cfg, "pre_request", keep_default=cfg.loglevel == "debug")
+        self.post_request = _configured_hook(cfg, "post_request")
+        self.needs_request = bool(self.pre_request or self.post_request or worker.log.access_enabled)
         self.forwarding = ForwardingPolicy(cfg.forwarded_allow_ips, cfg.secure_scheme_headers, cfg.forwarder_headers)
         limits = dict(
             limit_request_line=cfg.limit_request_line,
@@ -101,8 +106,6 @@ class RequestCycle:
         started = time.monotonic()
         trusted = self.forwarding.trusts(peer)
         url_scheme = self.forwarding.url_scheme(head, trusted, url_scheme)
-        req = Request(head, peer, url_scheme)
-        self.worker.call_hook("pre_request", self.worker, req)
         framer = ResponseFramer(
             request_method=head.method,
             request_version=head.version,
@@ -110,13 +113,19 @@ class RequestCycle:
             server_header=self.server_header,
         )
         response = Response(framer, sink)
-        req.body = InputStream(body, self._continue_sender(head, response))
+        stream = InputStream(body, self._continue_sender(head, response))
+        # The hook-facing request is only built when something will look at it.
+        req = Request(head, peer, url_scheme, stream) if self.needs_request else None
+        if self.pre_request is not None:
+            self.worker.call_hook("pre_request", self.worker, req)
         # What the logs see if the environ itself cannot be built (e.g. a path outside SCRIPT_NAME).
-        environ: dict[str, Any] = {"RAW_URI": req.uri, "REQUEST_METHOD": req.method}
+        environ: dict[str, Any] = {
+            "RAW_URI": head.target.decode("latin-1"), "REQUEST_METHOD": head.method.decode("ascii")
+        }
         try:
             environ = build_environ(
                 head,
-                body=req.body,
+                body=stream,
                 peer=peer,
                 server=server,
                 url_scheme=url_scheme,
@@ -139,7 +148,7 @@ class RequestCycle:
                 response.send_error(exc.status, exc.reason, str(exc))
         except RequestTimedOut as exc:
             response.failed = True
-            self.log.error("%s: %s %s", exc, req.method, req.path)
+            self.log.error("%s: %s %s", exc, environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
             if not response.headers_sent:
                 response.send_error(504, "Gateway Timeout", "The application did not answer in time.")
         except Exception:
@@ -148,8 +157,11 @@ class RequestCycle:
             if not response.headers_sent:
                 response.send_error(500, "Internal Server Error", "")
         finally:
-            self.log.access(response, req, environ, time.monotonic() - started)
-            self.worker.call_hook("post_request", self.worker, req, environ, response)
+            if req is not None:
+                if self.log.access_enabled:
+                    self.log.access(response, req, environ, time.monotonic() - started)
+                if self.post_request is not None:
+                    self.worker.call_hook("post_request", self.worker, req, environ, response)
         return response
 
     def _call_app(self, environ: dict[str, Any], response: Response) -> None:
@@ -175,3 +187,9 @@ class RequestCycle:
                 response.send(CONTINUE)
 
         return send_continue
+
+
+def _configured_hook(cfg: Any, name: str, keep_default: bool = False) -> Callable[..., Any] | None:
+    """The hook if it was configured (or ``keep_default``), else None."""
+    bound = cfg.settings[name]
+    return bound.value if keep_default or bound.value is not bound.setting.default else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 
-from pronghorn.http import RequestHead, url_scheme_from_headers
+from pronghorn.http import RequestHead, normalize_scheme_headers, scheme_from_normalized
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -27,9 +27,10 @@ class ForwardingPolicy:
         allowed = list(allow_ips)
         self.trust_all = "*" in allowed
         self.networks: list[IPNetwork] = [ipaddress.ip_network(a, strict=False) for a in allowed if a != "*"]
-        self.secure_scheme_headers = {
-            name.upper().encode("latin-1"): value.encode("latin-1") for name, value in secure_scheme_headers.items()
-        }
+        self.secure_scheme_headers = normalize_scheme_headers(
+            {name.encode("latin-1"): value.encode("latin-1") for name, value in secure_scheme_headers.items()}
+        )
+        self._trust_by_ip: dict[str, bool] = {}
         self.forwarder_names = frozenset(name.strip().upper() for name in forwarder_headers if name.strip())
 
     def trusts(self, peer: tuple[str, int] | str | None) -> bool:
@@ -38,8 +39,16 @@ class ForwardingPolicy:
             return True
         if self.trust_all:
             return True
+        known = self._trust_by_ip.get(peer[0])
+        if known is None:
+            known = self._trust_by_ip[peer[0]] = self._trusts_ip(peer[0])
+            if len(self._trust_by_ip) > 4096:  # bounded: many distinct clients must not grow it forever
+                self._trust_by_ip.clear()
+        return known
+
+    def _trusts_ip(self, ip: str) -> bool:
         try:
-            address = ipaddress.ip_address(peer[0].split("%", 1)[0])
+            address = ipaddress.ip_address(ip.split("%", 1)[0])
         except ValueError:
             return False
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -50,7 +59,7 @@ class ForwardingPolicy:
         """The request's scheme; contradictory secure-scheme headers raise ``InvalidSchemeHeaders``."""
         if not trusted or not self.secure_scheme_headers:
             return default
-        return url_scheme_from_headers(head.headers, self.secure_scheme_headers) or default
+        return scheme_from_normalized(head.headers, self.secure_scheme_headers) or default
 
     def forwarded_values(self, head: RequestHead, trusted: bool) -> dict[str, str]:
         """Environ entries a trusted proxy set with headers named like ``SCRIPT_NAME``.

@@ -187,6 +187,7 @@ class Response:
         self.sink = sink
         self.status: str | None = None
         self.status_code = 0
+        self.reason = ""
         self.headers: list[tuple[str, str]] = []
         self.headers_sent = False
         self.error_body_size = 0
@@ -205,7 +206,7 @@ class Response:
             raise AssertionError("start_response() called twice without exc_info")
         if not isinstance(status, str):
             raise TypeError(f"status must be a str, not {type(status).__name__}")
-        self.status_code, _ = parse_status(status)
+        self.status_code, self.reason = parse_status(status)
         for name, value in headers:
             if not isinstance(name, str) or not isinstance(value, str):
                 raise TypeError(f"header names and values must be str: {name!r}: {value!r}")
@@ -213,31 +214,41 @@ class Response:
         self.headers = list(headers)
         return self.write
 
-    def _send_head(self) -> None:
+    def _head(self) -> bytes:
         if self.status is None:
             raise AssertionError("the application sent a body before calling start_response()")
-        code, reason = parse_status(self.status)
-        head = self.framer.head(code, reason, self.headers)
+        head = self.framer.head(self.status_code, self.reason, self.headers)
         self.headers_sent = True
-        self.send(head)
+        return head
 
     def write(self, data: bytes) -> None:
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError(f"the application must produce bytes, not {type(data).__name__}")
         if not self.headers_sent:
-            self._send_head()
+            # The head goes out with the first block: one write, one TCP segment.
+            head = self._head()
+            self.send(head + self.framer.body(bytes(data)))
+            return
         framed = self.framer.body(bytes(data))
         if framed:
             self.send(framed)
 
     def write_all(self, result: Iterable[bytes]) -> None:
+        if isinstance(result, (list, tuple)) and len(result) == 1 and not self.headers_sent:
+            # The most common body, a single block: head, body and end in one write.
+            (block,) = result
+            if isinstance(block, (bytes, bytearray)) and self.status is not None:
+                head = self._head()
+                self.send(head + self.framer.body(bytes(block)) + self.framer.end())
+                return
         for chunk in result:
             if chunk or not self.headers_sent:
                 self.write(chunk)
 
     def finish(self) -> None:
         if not self.headers_sent:
-            self._send_head()
+            self.send(self._head() + self.framer.end())
+            return
         tail = self.framer.end()
         if tail:
             self.send(tail)
@@ -263,11 +274,10 @@ class Response:
             return False
         if not isinstance(offset, int) or not _is_regular_file(stat.st_mode):
             return False
-        if not self.headers_sent:
-            self._send_head()
+        head = b"" if self.headers_sent else self._head()
         prefix, count, suffix = self.framer.file_frame(stat.st_size - offset)
-        if prefix:
-            self.send(prefix)
+        if head or prefix:
+            self.send(head + prefix)
         if count:
             try:
                 self.sink.sendfile(wrapper.filelike, offset, count)

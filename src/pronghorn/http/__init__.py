@@ -48,7 +48,7 @@ from .response import (
     is_valid_field_value,
     parse_status,
 )
-from .scheme import url_scheme_from_headers
+from .scheme import normalize_scheme_headers, scheme_from_normalized, url_scheme_from_headers
 
 __all__ = [
     "CONNECTION_CLOSED",
@@ -87,5 +87,7 @@ __all__ = [
     "is_valid_field_value",
     "parse_status",
     "error_response",
+    "normalize_scheme_headers",
+    "scheme_from_normalized",
     "url_scheme_from_headers",
 ]

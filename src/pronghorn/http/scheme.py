@@ -24,7 +24,16 @@ def url_scheme_from_headers(
     ASCII case-insensitively.  A later matching header that disagrees raises
     :class:`InvalidSchemeHeaders` (400).
     """
-    wanted = {name.upper(): value.strip(OWS).lower() for name, value in secure_scheme_headers.items()}
+    return scheme_from_normalized(headers, normalize_scheme_headers(secure_scheme_headers))
+
+
+def normalize_scheme_headers(secure_scheme_headers: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
+    """Upper-case names and trimmed lower-case values, as ``scheme_from_normalized`` expects."""
+    return {name.upper(): value.strip(OWS).lower() for name, value in secure_scheme_headers.items()}
+
+
+def scheme_from_normalized(headers: Iterable[tuple[bytes, bytes]], wanted: Mapping[bytes, bytes]) -> str | None:
+    """``url_scheme_from_headers`` with the mapping normalised once by the caller (the hot path)."""
     scheme: str | None = None
     for name, value in headers:
         secure_value = wanted.get(name)

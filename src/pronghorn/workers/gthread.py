@@ -155,12 +155,12 @@ class HttpConnection(asyncio.Protocol):
         self.started = time.monotonic()
         worker = self.worker
         worker.busy += 1
-        worker.update_accepting()
         if worker.pool is None:
             sink: ResponseSink = DirectSink(self.transport.get_extra_info("socket").fileno(), worker.cfg.timeout)
             response = worker.run_inline(self, sink)
             self.finish_request(response)
         else:
+            worker.update_accepting()
             self.sink = ThreadSink(worker.loop, self.transport, self.flow)
             future = worker.loop.run_in_executor(worker.pool, worker.run_request, self, self.sink)
             future.add_done_callback(self._request_finished)
@@ -221,6 +221,7 @@ class ThreadWorker(Worker):
         self.threads = max(1, cfg.threads)
         self.header_timeout = float(cfg.header_timeout)
         self.keepalive = float(cfg.keepalive)
+        self.worker_connections = cfg.worker_connections
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="pronghorn-app") if self.threads > 1 else None
         self.connections: set[HttpConnection] = set()
         self.busy = 0
@@ -245,10 +246,12 @@ class ThreadWorker(Worker):
     # --- accepting ---
 
     def update_accepting(self) -> None:
+        # Inline (threads == 1) the loop cannot accept while the app runs anyway; only a pool
+        # needs to stop accepting when every thread is busy.
         want = (
             self.alive
-            and self.busy < self.threads
-            and len(self.connections) < self.cfg.worker_connections
+            and (self.pool is None or self.busy < self.threads)
+            and len(self.connections) < self.worker_connections
         )
         if want == self.accepting:
             return
@@ -275,7 +278,7 @@ class ThreadWorker(Worker):
             if not listener.is_unix:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.loop.create_task(self._connect(listener, sock, addr))
-            if len(self.connections) >= self.cfg.worker_connections:
+            if len(self.connections) >= self.worker_connections:
                 self.update_accepting()
                 return
 
