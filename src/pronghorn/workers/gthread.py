@@ -50,7 +50,8 @@ from pronghorn.workers.loop_io import DirectSink, FlowControl, SpooledBody, Thre
 if TYPE_CHECKING:
     from pronghorn.apps.wsgi import ResponseSink
 
-READ_PAUSE_BYTES = 256 * 1024  # stop reading a connection whose unprocessed bytes pass this
+READ_PAUSE_BYTES = 256 * 1024
+STOP_LINGER = 2.0  # how long an idle keep-alive connection is kept once the worker is stopping  # stop reading a connection whose unprocessed bytes pass this
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -181,11 +182,9 @@ class HttpConnection(asyncio.Protocol):
         if response is None or not response.keep_alive or self.closing or self.transport is None:
             self.close()
             return
-        if not worker.alive:
-            self.close()  # shutting down: finish this response, take no new request here
-            return
         self.parser.start_next_request()
-        self.deadline = time.monotonic() + worker.keepalive
+        # A stopping worker still answers a request already on its way (with "Connection: close").
+        self.deadline = time.monotonic() + (worker.keepalive if worker.alive else min(worker.keepalive, STOP_LINGER))
         if self.reading_paused:
             self.reading_paused = False
             self.transport.resume_reading()
@@ -224,6 +223,7 @@ class ThreadWorker(Worker):
         self.worker_connections = cfg.worker_connections
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="pronghorn-app") if self.threads > 1 else None
         self.connections: set[HttpConnection] = set()
+        self.pending_accepts = 0
         self.busy = 0
         self.accepting = False
         self.loop = new_event_loop()
@@ -283,14 +283,19 @@ class ThreadWorker(Worker):
                 return
 
     async def _connect(self, listener: Listener, sock: socket.socket, addr: Any) -> None:
+        # Until connection_made() the connection is in no set: count it, or a stopping worker
+        # could exit with it unanswered (and the client would see a reset).
+        self.pending_accepts += 1
         try:
             await self.loop.connect_accepted_socket(lambda: HttpConnection(self, listener, addr), sock)
         except OSError:
             sock.close()
+        finally:
+            self.pending_accepts -= 1
 
     def connection_closed(self) -> None:
         self.update_accepting()
-        if not self.alive and not self.connections:
+        if not self.alive and not self.connections and not self.pending_accepts:
             self.loop.stop()
 
     # --- running requests ---
@@ -306,7 +311,7 @@ class ThreadWorker(Worker):
                 peer=conn.peer,
                 server=conn.listener.server_name,
                 multithread=self.pool is not None,
-                keep_alive=self.keepalive > 0,
+                keep_alive=self.keepalive > 0 and self.alive,
             )
         except ProtocolError as exc:  # refused before the app ran (contradictory proxy headers)
             self.log.warning("Invalid request from ip=%s: %s", _ip(conn.peer), exc)
@@ -384,10 +389,14 @@ class ThreadWorker(Worker):
                 for listener in self.sockets:
                     queued = listener.queued_connections()
                     self._accept(listener, limit=queued if queued is not None else 64)
+        # Idle keep-alive connections are not cut at once: a request already on its way would be
+        # lost. Each is answered with "Connection: close" if a request comes, or closed when its
+        # keep-alive deadline passes (at most ``keepalive`` seconds).
         for conn in list(self.connections):
-            if conn.idle:
-                conn.close()
-        if not self.connections or now - self.stopping_since > self.cfg.graceful_timeout:
+            if conn.idle and conn.deadline > now + STOP_LINGER:
+                conn.deadline = now + STOP_LINGER
+        finished = not self.connections and not self.pending_accepts
+        if finished or now - self.stopping_since > self.cfg.graceful_timeout:
             self.loop.stop()
 
     def _drain_wake_pipe(self) -> None:
