@@ -277,15 +277,15 @@ class ThreadWorker(Worker):
             sock.setblocking(False)
             if not listener.is_unix:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.pending_accepts += 1
             self.loop.create_task(self._connect(listener, sock, addr))
             if len(self.connections) >= self.worker_connections:
                 self.update_accepting()
                 return
 
     async def _connect(self, listener: Listener, sock: socket.socket, addr: Any) -> None:
-        # Until connection_made() the connection is in no set: count it, or a stopping worker
-        # could exit with it unanswered (and the client would see a reset).
-        self.pending_accepts += 1
+        # Until connection_made() the connection is in no set: it is counted from accept() on, or a
+        # stopping worker could exit with it unanswered (and the client would see a reset).
         try:
             await self.loop.connect_accepted_socket(lambda: HttpConnection(self, listener, addr), sock)
         except OSError:
