@@ -33,6 +33,10 @@ def app(environ, start_response):
 '''
 
 
+# The process model must hold for both worker classes.
+WORKERS = ["sync", "gthread"]
+
+
 @pytest.fixture()
 def app_dir(tmp_path: Path) -> Path:
     (tmp_path / "pidapp.py").write_text(PID_APP)
@@ -69,9 +73,11 @@ def _wait(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-
     return False
 
 
-def test_hup_twice_under_load_drops_nothing_and_replaces_every_worker(app_dir: Path) -> None:
+@pytest.mark.parametrize("worker", WORKERS)
+def test_hup_twice_under_load_drops_nothing_and_replaces_every_worker(app_dir: Path, worker: str) -> None:
     port = free_port()
-    with running(pronghorn_cmd("pidapp:app", "-b", f"127.0.0.1:{port}", "-w", "2"), cwd=app_dir, port=port) as server:
+    with running(pronghorn_cmd("pidapp:app", "-b", f"127.0.0.1:{port}", "-w", "2", "-k", worker), cwd=app_dir,
+                 port=port) as server:
         with Load(port, concurrency=20) as load:
             load.wait_for(50)
             first = load.pids_since(0)
@@ -89,9 +95,12 @@ def test_hup_twice_under_load_drops_nothing_and_replaces_every_worker(app_dir: P
         assert server.output().count("Booting worker with pid") == 6
 
 
-def test_term_answers_in_flight_and_queued_requests(app_dir: Path) -> None:
+@pytest.mark.parametrize("worker", WORKERS)
+def test_term_answers_in_flight_and_queued_requests(app_dir: Path, worker: str) -> None:
     port = free_port()
-    args = ["pidapp:app", "-b", f"127.0.0.1:{port}", "-w", "2", "--graceful-timeout", "20"]
+    args = ["pidapp:app", "-b", f"127.0.0.1:{port}", "-w", "2", "--graceful-timeout", "20", "-k", worker]
+    if worker == "gthread":
+        args += ["--threads", "2"]
     with running(pronghorn_cmd(*args), cwd=app_dir, port=port) as server:
         with ThreadPoolExecutor(6) as pool:
             futures = [pool.submit(http_get, port, "/slow", timeout=30) for _ in range(6)]
@@ -113,10 +122,11 @@ def test_master_killed_leaves_no_worker(app_dir: Path) -> None:
         assert [pid for pid in workers if _alive(pid)] == []
 
 
-def test_usr2_upgrade_then_term_old_master_under_load(app_dir: Path) -> None:
+@pytest.mark.parametrize("worker", WORKERS)
+def test_usr2_upgrade_then_term_old_master_under_load(app_dir: Path, worker: str) -> None:
     port = free_port()
     pidfile = app_dir / "app.pid"
-    args = ["pidapp:app", "-b", f"127.0.0.1:{port}", "-w", "2", "-p", str(pidfile)]
+    args = ["pidapp:app", "-b", f"127.0.0.1:{port}", "-w", "2", "-p", str(pidfile), "-k", worker]
     with running(pronghorn_cmd(*args), cwd=app_dir, port=port) as server:
         old_master = server.pid
         with Load(port, concurrency=10) as load:
@@ -139,9 +149,11 @@ def test_usr2_upgrade_then_term_old_master_under_load(app_dir: Path) -> None:
         assert _wait(lambda: not _alive(new_master), 15)
 
 
-def test_max_requests_and_memory_recycle_under_load(app_dir: Path) -> None:
+@pytest.mark.parametrize("worker", WORKERS)
+def test_max_requests_and_memory_recycle_under_load(app_dir: Path, worker: str) -> None:
     port = free_port()
-    args = ["pidapp:app", "-b", f"127.0.0.1:{port}", "-w", "2", "--max-requests", "40", "--max-requests-jitter", "5"]
+    args = ["pidapp:app", "-b", f"127.0.0.1:{port}", "-w", "2", "--max-requests", "40", "--max-requests-jitter", "5",
+            "-k", worker]
     with running(pronghorn_cmd(*args), cwd=app_dir, port=port) as server:
         with Load(port, concurrency=10) as load:
             load.wait_for(400, timeout=30)
@@ -150,7 +162,7 @@ def test_max_requests_and_memory_recycle_under_load(app_dir: Path) -> None:
         assert "Autorestarting worker after current request." in server.output()
 
     port = free_port()
-    args = ["pidapp:app", "-b", f"127.0.0.1:{port}", "-w", "2", "--max-worker-memory", "80"]
+    args = ["pidapp:app", "-b", f"127.0.0.1:{port}", "-w", "2", "--max-worker-memory", "80", "-k", worker]
     with running(pronghorn_cmd(*args), cwd=app_dir, port=port) as server:
         with Load(port, concurrency=10, path="/leak") as load:
             assert _wait(lambda: server.output().count("is over max_worker_memory") >= 2, 30), server.output()[-2000:]
