@@ -1,0 +1,286 @@
+"""The servers ``bench/run.py`` compares: where their programs are, their command lines, and one
+running server's life (start, readiness, worker processes and their memory, stop).
+
+Every server serves ``apps:app`` (bench/apps.py) on 127.0.0.1 with 2 worker processes, except
+waitress, which has no multi-process mode and runs as one process. A server is started in a
+session of its own (so it leads a process group), its output goes to a log file, and ``stop()``
+sends SIGINT to its pid, waits, then SIGKILLs its process group, whatever happened before.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+APP = "apps:app"
+WORKERS = 2
+# Idle keep-alive connections must survive the whole "idle" workload (Gunicorn's default is 2 s).
+KEEP_ALIVE = 75
+
+SERVERS = ("pronghorn", "gunicorn", "granian", "waitress")
+PEER_PROGRAMS = {"gunicorn": "gunicorn", "granian": "granian", "waitress": "waitress-serve"}
+PEER_PACKAGES = {"gunicorn": "gunicorn", "granian": "granian", "waitress": "waitress"}
+INSTALL_PEERS = "python3 -m venv /tmp/bench-peers && /tmp/bench-peers/bin/pip install gunicorn granian waitress matplotlib"
+INSTALL_WRK = "apt-get update && apt-get install -y wrk"
+
+
+@dataclass
+class Server:
+    """One server under test: its name, the program that starts it, and how to label it."""
+
+    name: str
+    program: str  # a python interpreter for pronghorn, the console script for a peer
+    worker: str = ""  # pronghorn's worker class
+    version: str = ""
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        if self.name == "pronghorn":
+            return f"pronghorn {self.worker}"
+        return {"gunicorn": "gunicorn gthread", "granian": "granian wsgi", "waitress": "waitress"}[self.name]
+
+    def command(self, port: int, threads: int) -> list[str]:
+        if self.name == "pronghorn":
+            return [self.program, "-m", "pronghorn", APP, "-b", f"127.0.0.1:{port}", "-w", str(WORKERS),
+                    "-k", self.worker, "--threads", str(threads), "--keep-alive", str(KEEP_ALIVE),
+                    "--log-level", "warning", "--graceful-timeout", "5"]
+        if self.name == "gunicorn":
+            return [self.program, APP, "-b", f"127.0.0.1:{port}", "-w", str(WORKERS), "-k", "gthread",
+                    "--threads", str(threads), "--keep-alive", str(KEEP_ALIVE), "--log-level", "warning",
+                    "--graceful-timeout", "5"]
+        if self.name == "granian":
+            return [self.program, "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+                    "--workers", str(WORKERS), "--blocking-threads", str(threads), "--http", "1",
+                    "--no-ws", "--backlog", "2048", "--log-level", "warning", APP]
+        if self.name == "waitress":
+            # One process. poll() instead of select() so that more than 1024 sockets work; the
+            # connection limit (default 100) is raised for the 1,000 idle connections.
+            return [self.program, "--listen", f"127.0.0.1:{port}", f"--threads={threads}",
+                    "--connection-limit=2000", "--asyncore-use-poll", "--backlog=2048", APP]
+        raise ValueError(self.name)
+
+    def environ(self) -> dict[str, str]:
+        env = dict(os.environ)
+        paths = [str(BENCH_DIR)]
+        if self.name == "pronghorn":
+            paths.append(str(REPO / "src"))
+        if env.get("PYTHONPATH"):
+            paths.append(env["PYTHONPATH"])
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        return env
+
+
+def _peer_python(program: str) -> str | None:
+    """The interpreter named on a console script's #! line."""
+    try:
+        with open(program, "rb") as f:
+            first = f.readline().decode(errors="replace").strip()
+    except OSError:
+        return None
+    return first[2:].split()[0] if first.startswith("#!") else None
+
+
+def _version(python: str, package: str) -> str:
+    code = f"import importlib.metadata as m; print(m.version({package!r}))"
+    try:
+        out = subprocess.run([python, "-c", code], check=False, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return out.stdout.strip() or "?"
+
+
+def pronghorn_facts(python: str, worker: str) -> tuple[str, str, str]:
+    """pronghorn's version, the worker class ``-k worker`` really runs, and its event loop."""
+    code = ("import importlib.util, pronghorn; from pronghorn.workers.registry import resolve_worker_class as r\n"
+            f"c = r({worker!r})\n"
+            "c = c[0] if isinstance(c, tuple) else c\n"
+            "print(pronghorn.__version__); print(c.__module__ + '.' + c.__name__)\n"
+            "print('uvloop' if importlib.util.find_spec('uvloop') else 'asyncio (uvloop is not installed)')")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
+    try:
+        out = subprocess.run([python, "-c", code], check=False, capture_output=True, text=True, timeout=30, env=env)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?", "?", "?"
+    lines = out.stdout.splitlines() + ["?"] * 3
+    return lines[0], lines[1], lines[2]
+
+
+def find_servers(names: list[str], peers_bin: str, python: str, worker: str) -> tuple[list[Server], list[str]]:
+    """The servers that can run, and a note for each one that cannot."""
+    servers: list[Server] = []
+    notes: list[str] = []
+    for name in names:
+        if name == "pronghorn":
+            version, cls, loop = pronghorn_facts(python, worker)
+            note = f"-k {worker} runs {cls}" + (f", event loop: {loop}" if worker != "sync" else "")
+            servers.append(Server(name, python, worker=worker, version=version, note=note))
+            continue
+        program = PEER_PROGRAMS[name]
+        path = os.path.join(peers_bin, program) if peers_bin else ""
+        if not (path and os.access(path, os.X_OK)):
+            path = shutil.which(program) or ""
+        if not path:
+            notes.append(f"{name}: skipped, `{program}` not found in {peers_bin or 'PATH'} or PATH "
+                         f"(install: {INSTALL_PEERS})")
+            continue
+        peer_python = _peer_python(path) or sys.executable
+        server = Server(name, path, version=_version(peer_python, PEER_PACKAGES[name]))
+        if name == "waitress":
+            server.note = ("one process (waitress has no worker processes), so its thread count is its total, "
+                           "and its RSS is that of the whole server")
+        servers.append(server)
+    return servers, notes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found.extend(int(p) for p in f.read().split())
+        except OSError:
+            pass
+    return found
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _fd_count(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+@dataclass
+class RunningServer:
+    """A started server. Use as a context manager: it is always stopped on the way out."""
+
+    server: Server
+    port: int
+    threads: int
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    peak_rss: dict[int, int] = field(default_factory=dict)  # worker pid -> max VmRSS in KiB
+    _sampling: threading.Event = field(default_factory=threading.Event)
+    _sampler: threading.Thread | None = None
+
+    def __enter__(self) -> RunningServer:
+        log = open(self.log_path, "wb")
+        try:
+            self.proc = subprocess.Popen(self.server.command(self.port, self.threads), cwd=BENCH_DIR,
+                                         env=self.server.environ(), stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            log.close()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until GET / answers 200 and the expected number of workers is up."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.server.name} exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=2) as resp:
+                    if resp.status == 200 and len(self.worker_pids()) >= self.expected_workers():
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.server.name} not ready after {timeout:.0f} s: {self.log_tail()}")
+
+    def expected_workers(self) -> int:
+        return 1 if self.server.name == "waitress" else WORKERS
+
+    def worker_pids(self) -> list[int]:
+        """The processes serving requests: the master's children, or the server itself if it has none."""
+        assert self.proc is not None
+        children = _children(self.proc.pid)
+        if self.server.name == "waitress" or not children:
+            return [self.proc.pid]
+        return children
+
+    def fd_counts(self) -> list[int]:
+        return [_fd_count(pid) for pid in self.worker_pids()]
+
+    def start_sampling(self, interval: float = 0.2) -> None:
+        self.peak_rss.clear()
+        self._sampling.clear()
+
+        def sample() -> None:
+            while not self._sampling.is_set():
+                for pid in self.worker_pids():
+                    self.peak_rss[pid] = max(self.peak_rss.get(pid, 0), _rss_kib(pid))
+                self._sampling.wait(interval)
+
+        self._sampler = threading.Thread(target=sample, daemon=True)
+        self._sampler.start()
+
+    def stop_sampling(self) -> float:
+        """Stop sampling; the peak VmRSS of any one worker, in MiB."""
+        self._sampling.set()
+        if self._sampler is not None:
+            self._sampler.join()
+        return max(self.peak_rss.values(), default=0) / 1024
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        self._sampling.set()
+        proc = self.proc
+        if proc is None:
+            return
+        try:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)  # quick stop for all four
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # leftovers of its own process group only
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
