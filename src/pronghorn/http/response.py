@@ -82,6 +82,13 @@ def _allows_body(method: bytes, status_code: int) -> bool:
     return not (method == b"HEAD" or status_code < 200 or status_code in (204, 304))
 
 
+# Header lines already validated, keyed by (name, value): applications send the same few headers
+# on every response, so validation runs once per distinct line. Bounded; never holds framing or
+# hop-by-hop fields, whose handling depends on the response.
+_CHECKED_LINES: dict[tuple[str, str], str] = {}
+_CHECKED_LINES_MAX = 1024
+
+
 class ResponseFramer:
     """Frames one response on a connection."""
 
@@ -162,7 +169,13 @@ class ResponseFramer:
         kept: list[str] = []
         content_length: int | None = None
         force_close = False
+        checked = _CHECKED_LINES
         for name, value in headers:
+            if type(name) is str and type(value) is str:
+                line = checked.get((name, value))
+                if line is not None:  # validated before, and neither framing nor hop-by-hop
+                    kept.append(line)
+                    continue
             if not isinstance(name, str) or not isinstance(value, str):
                 raise TypeError(f"header name and value must be str: {name!r}: {value!r}")
             if not is_token(name):
@@ -192,7 +205,13 @@ class ResponseFramer:
                 content_length = parsed
                 if status_code < 200 or status_code == 204:
                     continue  # RFC 9110 section 8.6: never sent with 1xx / 204
-            kept.append(f"{name}: {value}\r\n")
+                kept.append(f"{name}: {value}\r\n")
+                continue
+            line = f"{name}: {value}\r\n"
+            if len(checked) >= _CHECKED_LINES_MAX:
+                checked.clear()
+            checked[(name, value)] = line
+            kept.append(line)
 
         self.status_code = status_code
         self.body_allowed = _allows_body(self._method, status_code)

@@ -79,6 +79,7 @@ class Worker:
         self.tmp = Heartbeat(cfg.worker_tmp_dir)
         chown_for(self.tmp.fileno(), cfg.user, cfg.group)  # a worker running as another user must touch it
         self._next_memory_check = 0.0
+        self.max_worker_memory = cfg.max_worker_memory  # read once: handled_request() is per request
         self.wsgi: Callable[..., Any] | None = None
         self.cycle: RequestCycle | None = None
         self.reloader: Reloader | None = None
@@ -158,14 +159,14 @@ class Worker:
         if self.nr >= self.max_requests:
             self.log.info("Autorestarting worker after current request.")
             self.alive = False
-        elif self.cfg.max_worker_memory and time.monotonic() >= self._next_memory_check:
+        elif self.max_worker_memory and time.monotonic() >= self._next_memory_check:
             self._next_memory_check = time.monotonic() + MEMORY_CHECK_INTERVAL
             rss = resident_memory_mib()
-            if rss > self.cfg.max_worker_memory:
+            if rss > self.max_worker_memory:
                 self.log.info(
                     "Autorestarting worker: resident memory %.1f MiB is over max_worker_memory (%s MiB).",
                     rss,
-                    self.cfg.max_worker_memory,
+                    self.max_worker_memory,
                 )
                 self.alive = False
 
