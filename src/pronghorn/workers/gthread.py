@@ -21,6 +21,7 @@ How this works:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import os
 import signal
@@ -51,6 +52,9 @@ if TYPE_CHECKING:
     from pronghorn.apps.wsgi import ResponseSink
 
 READ_PAUSE_BYTES = 256 * 1024
+# A connection just accepted counts as a request about to need an app thread until its first request
+# is dispatched, it closes, or this many seconds pass (so silent connections cannot block accepting).
+FRESH_GRACE = 0.1
 STOP_LINGER = 2.0  # how long an idle keep-alive connection is kept once the worker is stopping  # stop reading a connection whose unprocessed bytes pass this
 
 
@@ -81,12 +85,27 @@ class HttpConnection(asyncio.Protocol):
         self.started = 0.0
         self.flow = FlowControl()
         self.sink: ThreadSink | None = None
+        self.fresh = False  # accepted, first request not dispatched yet (counted in ``worker.fresh``)
 
     # --- asyncio.Protocol ---
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self.worker.connections.add(self)
+        self.fresh = True
+        self.worker.fresh += 1
+        self.worker.loop.call_later(FRESH_GRACE, self._fresh_expired)
+
+    def settle(self) -> None:
+        """No longer a request about to need an app thread (see ``ThreadWorker.update_accepting``)."""
+        if self.fresh:
+            self.fresh = False
+            self.worker.fresh -= 1
+
+    def _fresh_expired(self) -> None:
+        if self.fresh:
+            self.settle()
+            self.worker.update_accepting()
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed(data)
@@ -105,6 +124,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.flow.lose()
+        self.settle()
         self.worker.connections.discard(self)
         if self.body is not None and not self.busy:
             self.body.close()
@@ -154,6 +174,7 @@ class HttpConnection(asyncio.Protocol):
         self.body.finish()
         self.busy = True
         self.started = time.monotonic()
+        self.settle()
         worker = self.worker
         worker.busy += 1
         if worker.pool is None:
@@ -180,6 +201,11 @@ class HttpConnection(asyncio.Protocol):
         worker.handled_request()
         worker.update_accepting()
         if response is None or not response.keep_alive or self.closing or self.transport is None:
+            self.close()
+            return
+        if response.status_code < 200:
+            # An app's 1xx status as the final answer: a client still waits for a final response,
+            # and would take the next request's as this one's (RFC 9110 section 15.2).
             self.close()
             return
         self.parser.start_next_request()
@@ -224,12 +250,14 @@ class ThreadWorker(Worker):
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="pronghorn-app") if self.threads > 1 else None
         self.connections: set[HttpConnection] = set()
         self.pending_accepts = 0
+        self.fresh = 0  # connections whose first request is not dispatched yet (HttpConnection.fresh)
         self.busy = 0
         self.accepting = False
         self.loop = new_event_loop()
         self.stopping_since = 0.0
         # One connection at a time per readiness event when siblings share the socket (fair spread).
-        self.accept_batch = 1 if cfg.workers > 1 else 16
+        self.has_siblings = cfg.workers > 1
+        self.accept_batch = 1 if self.has_siblings else 16
         asyncio.set_event_loop(self.loop)
         for listener in self.sockets:
             listener.socket.setblocking(False)
@@ -246,11 +274,15 @@ class ThreadWorker(Worker):
     # --- accepting ---
 
     def update_accepting(self) -> None:
-        # Inline (threads == 1) the loop cannot accept while the app runs anyway; only a pool
-        # needs to stop accepting when every thread is busy.
+        # Capacity: requests running, plus (when siblings share the listeners, so one of them can take
+        # the connection instead) connections just accepted whose first request will soon need a
+        # thread. Inline (threads == 1) the loop cannot accept while the app runs anyway, so there
+        # only the just-accepted ones count: without them one worker takes a burst of connections
+        # while its sibling idles, and all but the first wait.
+        claims = self.pending_accepts + self.fresh if self.has_siblings else 0
         want = (
             self.alive
-            and (self.pool is None or self.busy < self.threads)
+            and (claims == 0 if self.pool is None else self.busy + claims < self.threads)
             and len(self.connections) < self.worker_connections
         )
         if want == self.accepting:
@@ -279,6 +311,10 @@ class ThreadWorker(Worker):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.pending_accepts += 1
             self.loop.create_task(self._connect(listener, sock, addr))
+            if limit is None:
+                self.update_accepting()
+                if not self.accepting:
+                    return
             if len(self.connections) >= self.worker_connections:
                 self.update_accepting()
                 return
@@ -292,6 +328,7 @@ class ThreadWorker(Worker):
             sock.close()
         finally:
             self.pending_accepts -= 1
+            self.update_accepting()  # a connection that failed to set up no longer claims a thread
 
     def connection_closed(self) -> None:
         self.update_accepting()
@@ -303,9 +340,13 @@ class ThreadWorker(Worker):
     def run_request(self, conn: HttpConnection, sink: ResponseSink) -> Response | None:
         """Run one request through the request cycle (on a pool thread, or inline)."""
         assert self.cycle is not None and conn.head is not None and conn.body is not None
+        head = conn.head
+        if head.expect_continue:
+            # The loop sent 100 Continue when the head arrived; the app's first read must not repeat it.
+            head = dataclasses.replace(head, expect_continue=False)
         try:
             return self.cycle.run(
-                conn.head,
+                head,
                 conn.body,
                 sink,
                 peer=conn.peer,

@@ -2,15 +2,17 @@
 
 A request body is received whole by the loop before the application runs (so a slow client never
 holds an application thread) into a ``SpooledBody``, which moves to a temporary file past a
-threshold. A response goes back through a sink: ``LoopSink`` writes straight to the transport
+threshold. A response goes back through a sink: ``DirectSink`` writes straight to the socket
 when the application runs on the loop thread; ``ThreadSink`` hands bytes over from a pool thread
 and makes that thread wait while the transport holds more than its high-water mark, so memory stays
-bounded however fast the application produces.
+bounded however fast the application produces. Both send ``wsgi.file_wrapper`` files with the
+kernel's sendfile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import select
 import tempfile
@@ -149,22 +151,31 @@ class DirectSink:
 
 
 class ThreadSink:
-    """Writes from a pool thread: the loop does the I/O, the thread waits while the buffer is full."""
+    """Writes from a pool thread: the loop does the I/O, the thread waits while the buffer is full.
+
+    "Full" counts the bytes handed to the loop but not yet given to the transport, as well as the
+    transport's own buffer (``FlowControl.paused``): a thread producing faster than the loop runs
+    its callbacks would otherwise queue any amount of memory before the transport pauses it.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, transport: asyncio.WriteTransport, flow: FlowControl) -> None:
         self.loop = loop
         self.transport = transport
         self.flow = flow
         self.started = False
+        self.queued = 0  # bytes scheduled on the loop, not yet written to the transport
+        # sendfile needs the plain socket; a TLS transport gets the file's bytes through write().
+        self.socket = transport.get_extra_info("socket") if transport.get_extra_info("sslcontext") is None else None
 
     def write(self, data: bytes) -> None:
         flow = self.flow
         with flow.condition:
-            while flow.paused and not flow.lost:
+            while (flow.paused or self.queued > HIGH_WATER) and not flow.lost:
                 flow.condition.wait(1.0)
             if flow.lost:
                 raise ClientDisconnected("connection closed by the client")
             self.started = True
+            self.queued += len(data)
         self.loop.call_soon_threadsafe(self._write, data)
 
     def take_over(self) -> bool:
@@ -176,9 +187,74 @@ class ThreadSink:
 
     def _write(self, data: bytes) -> None:
         if not self.transport.is_closing():
-            self.transport.write(data)
+            self.transport.write(data)  # may pause writing (``flow.paused``) before the thread wakes
+        with self.flow.condition:
+            self.queued -= len(data)
+            self.flow.condition.notify_all()
 
     def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
+        """The kernel's sendfile, from this thread, once everything written before has gone out.
+
+        It writes to a duplicate of the connection's descriptor, taken on the loop thread while the
+        transport is open, so the descriptor cannot be closed and reused under it; the loop writes
+        nothing to this connection meanwhile (this sink is its only writer while the app runs).
+        """
+        if self.socket is None:
+            self._send_contents(file, offset, count)
+            return
+        fileno = self._claim_socket()
+        try:
+            source = file.fileno()
+            while count > 0:
+                if self.flow.lost:
+                    raise ClientDisconnected("connection closed by the client")
+                try:
+                    sent = os.sendfile(fileno, source, offset, min(count, SENDFILE_BLOCK))
+                except BlockingIOError:
+                    select.select([], [fileno], [], 1.0)  # the client reads slowly: wait, bounded
+                    continue
+                except OSError as exc:
+                    raise ClientDisconnected(str(exc)) from exc
+                if sent == 0:
+                    break
+                offset += sent
+                count -= sent
+        finally:
+            os.close(fileno)
+
+    def _claim_socket(self) -> int:
+        """A duplicate of the socket, once the loop has written everything queued before."""
+        assert self.socket is not None
+        sock = self.socket
+        claimed: concurrent.futures.Future[int] = concurrent.futures.Future()
+
+        def check() -> None:  # on the loop thread
+            if self.transport.is_closing() or self.flow.lost:
+                claimed.set_result(-1)
+            elif self.queued or self.transport.get_write_buffer_size():
+                self.loop.call_later(0.002, check)
+            else:
+                claimed.set_result(os.dup(sock.fileno()))
+
+        with self.flow.condition:
+            if self.flow.lost:
+                raise ClientDisconnected("connection closed by the client")
+            self.started = True
+        self.loop.call_soon_threadsafe(check)
+        while True:
+            try:
+                fileno = claimed.result(timeout=1.0)
+                break
+            except concurrent.futures.TimeoutError:
+                if self.flow.lost:
+                    # Given up: a descriptor duplicated after all must not leak.
+                    claimed.add_done_callback(_close_claimed)
+                    raise ClientDisconnected("connection closed by the client") from None
+        if fileno < 0:
+            raise ClientDisconnected("connection closed by the client")
+        return fileno
+
+    def _send_contents(self, file: IO[bytes], offset: int, count: int) -> None:
         # Reads happen on this thread; the loop only writes, and the flow control bounds memory.
         file.seek(offset)
         while count > 0:
@@ -187,3 +263,9 @@ class ThreadSink:
                 break
             count -= len(data)
             self.write(data)
+
+
+def _close_claimed(claimed: concurrent.futures.Future[int]) -> None:
+    fileno = claimed.result()
+    if fileno >= 0:
+        os.close(fileno)
