@@ -225,3 +225,93 @@ class Load:
         deadline = time.monotonic() + timeout
         while self.ok < count and time.monotonic() < deadline:
             time.sleep(0.02)
+
+
+# -- worker classes and reading responses by their framing ------------------------------------------
+
+# Command-line arguments selecting each worker the functional tests run against.
+WORKER_ARGS: dict[str, list[str]] = {
+    "sync": ["-k", "sync"],
+    "gthread": ["-k", "gthread", "--threads", "1"],  # the app runs inline on the loop thread
+    "gthread-t4": ["-k", "gthread", "--threads", "4"],  # the app runs on a pool of four threads
+}
+
+
+def complete_responses(data: bytes | bytearray, *, head: bool = False) -> list[int]:
+    """End offsets of the complete final responses at the start of ``data`` (1xx are skipped).
+
+    A response counts as complete when its framing says so: no body (HEAD, 204, 304),
+    Content-Length, or a chunked body up to its last chunk and trailer section. A response
+    framed by the close is never complete here; read it until the server closes.
+    """
+    ends: list[int] = []
+    pos = 0
+    while True:
+        end = data.find(b"\r\n\r\n", pos)
+        if end == -1:
+            return ends
+        lines = data[pos:end].split(b"\r\n")
+        status = int(lines[0][9:12])
+        fields: dict[bytes, bytes] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            fields[bytes(name.strip().lower())] = bytes(value.strip())  # data may be a bytearray
+        pos = end + 4
+        if 100 <= status < 200:
+            continue
+        if head or status in (204, 304):
+            pass
+        elif b"chunked" in fields.get(b"transfer-encoding", b"").lower():
+            while True:
+                eol = data.find(b"\r\n", pos)
+                if eol == -1:
+                    return ends
+                size = int(data[pos:eol].split(b";")[0], 16)
+                pos = eol + 2
+                if size == 0:
+                    if data[pos:pos + 2] == b"\r\n":
+                        pos += 2
+                    else:
+                        trailer_end = data.find(b"\r\n\r\n", pos)
+                        if trailer_end == -1:
+                            return ends
+                        pos = trailer_end + 4
+                    break
+                if len(data) < pos + size + 2:
+                    return ends
+                pos += size + 2
+        elif b"content-length" in fields:
+            pos += int(fields[b"content-length"])
+            if pos > len(data):
+                return ends
+        else:
+            return ends
+        ends.append(pos)
+
+
+def read_responses(sock: socket.socket, count: int = 1, *, head: bool = False) -> bytes:
+    """Read until ``count`` final responses are complete by their framing, or the server closes.
+
+    Works the same whether the server keeps the connection alive or closes it after responding.
+    """
+    data = b""
+    while len(complete_responses(data, head=head)) < count:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def split_responses(data: bytes, *, head: bool = False) -> list[bytes]:
+    """``data`` cut into its framed responses; what follows the last complete one is the last item."""
+    parts, start = [], 0
+    for end in complete_responses(data, head=head):
+        parts.append(data[start:end])
+        start = end
+    if start < len(data):
+        parts.append(data[start:])
+    return parts

@@ -1,13 +1,21 @@
-"""Replay the shared conformance corpus (cases.jsonl) over real TCP against a real sync worker.
+"""Replay the shared conformance corpus (cases.jsonl) over real TCP against each worker class.
 
 The corpus lives outside the repository (``<repo>/../shared/conformance/cases.jsonl``) and is read
 at run time; it is never copied in.  The rules come from that directory's README:
 
-* one server per distinct ``flags`` set, started with the echo app and one worker;
+* one server per worker class (``sync``; ``gthread`` with one thread) and distinct ``flags`` set,
+  started with the echo app and one worker;
 * each case gets a fresh connection; its bytes are sent as given, without a half-close;
 * the client reads until the server closes or has been silent for ``IDLE`` seconds; if nothing at
   all came back, it half-closes (``SHUT_WR``) and reads once more for up to ``IDLE`` seconds;
 * responses are framed by Content-Length, chunked, or (neither) the close; 1xx are skipped.
+
+A worker that keeps the connection alive (gthread) would make every case wait ``IDLE`` seconds, so
+the read stops waiting once the expected responses are complete by their framing (one for a
+``reject``, one per request for an ``accept``): if the last of them is an error or says
+``Connection: close``, the server must close by itself and the client goes on reading until it
+does; otherwise the client half-closes and reads until the close, so any response the server
+gives to bytes it took as a further request (a desync) is still seen.
 
 Verdicts: ``reject`` passes on a first response of 4xx/5xx or a close with no response, and fails on
 any 2xx after it (desync).  ``accept`` needs response *i* to be 200 with the JSON body equal to
@@ -30,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serving import Server, free_port, pronghorn_cmd, running
+from serving import WORKER_ARGS, Server, free_port, pronghorn_cmd, running
 
 CASES_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "cases.jsonl"
 IDLE = 2.0  # seconds of silence that end a read, as the corpus rules state
@@ -90,6 +98,7 @@ class Exchange:
     received: bytes = b""
     closed: bool = False  # the server closed (FIN or RST) rather than going quiet
     probed: bool = False  # the EOF probe (SHUT_WR) was needed
+    answered: bool = False  # the expected 2xx responses were complete; the client then half-closed
 
 
 @dataclass
@@ -110,11 +119,33 @@ class FramingError(Exception):
     """The server's bytes are not a sequence of well-framed HTTP/1.x responses."""
 
 
-def _read_until_quiet(sock: socket.socket, exchange: Exchange) -> None:
+def _kept_alive_after(data: bytes, expected: int, methods: list[bytes] | None) -> bool:
+    """``expected`` responses are complete, and the last one is a 2xx that keeps the connection."""
+    try:
+        responses = parse_responses(data, methods)
+    except FramingError:
+        return False  # not complete yet
+    if len(responses) < expected:
+        return False
+    last = responses[-1]
+    is_head = methods is not None and len(responses) <= len(methods) and methods[len(responses) - 1] == b"HEAD"
+    framed = (last.status in (204, 304) or is_head or b"chunked" in last.header(b"transfer-encoding").lower()
+              or bool(last.header(b"content-length")))
+    return framed and 200 <= last.status < 300 and not last.closes
+
+
+def _read_until_quiet(sock: socket.socket, exchange: Exchange, expected: int = 0,
+                      methods: list[bytes] | None = None) -> None:
     sock.settimeout(IDLE)
     try:
         while chunk := sock.recv(65536):
             exchange.received += chunk
+            if expected and not exchange.answered and _kept_alive_after(exchange.received, expected, methods):
+                # Everything expected is here and the server keeps the connection: end the
+                # connection from this side, and read what the server still has to say.
+                exchange.answered = True
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_WR)
         exchange.closed = True
     except TimeoutError:  # socket.timeout
         pass
@@ -122,11 +153,12 @@ def _read_until_quiet(sock: socket.socket, exchange: Exchange) -> None:
         exchange.closed = True
 
 
-def exchange_bytes(port: int, raw: bytes) -> Exchange:
+def exchange_bytes(port: int, raw: bytes, expected: int = 0, methods: list[bytes] | None = None) -> Exchange:
+    """Send ``raw``; read as the corpus rules say, stopping early once ``expected`` responses are in."""
     exchange = Exchange(sent=raw)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(raw)
-        _read_until_quiet(sock, exchange)
+        _read_until_quiet(sock, exchange, expected, methods)
         if not exchange.received and not exchange.closed:
             exchange.probed = True
             with contextlib.suppress(OSError):
@@ -205,15 +237,17 @@ def parse_responses(data: bytes, request_methods: list[bytes] | None = None) -> 
 class ServerPool:
     """Starts one echo server per distinct flags tuple, on first use; the fixture stops them all."""
 
-    def __init__(self, workdir: Path, stack: contextlib.ExitStack) -> None:
+    def __init__(self, workdir: Path, stack: contextlib.ExitStack, worker: str) -> None:
         self._workdir = workdir
         self._stack = stack
+        self._worker = worker
         self._servers: dict[tuple[str, ...], tuple[int, Server]] = {}
 
     def get(self, flags: tuple[str, ...]) -> tuple[int, Server]:
         if flags not in self._servers:
             port = free_port()
-            cmd = pronghorn_cmd("echo_app:app", "-b", f"127.0.0.1:{port}", "-w", "1", *flags)
+            cmd = pronghorn_cmd("echo_app:app", "-b", f"127.0.0.1:{port}", "-w", "1", *WORKER_ARGS[self._worker],
+                                *flags)
             server = self._stack.enter_context(running(cmd, cwd=self._workdir, port=port))
             server.wait_for_output("Booting worker")
             # One request without fields (some flag sets allow only tiny ones), so the first case
@@ -224,12 +258,12 @@ class ServerPool:
         return self._servers[flags]
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPool]:
+@pytest.fixture(scope="module", params=["sync", "gthread"])
+def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPool]:
     workdir = tmp_path_factory.mktemp("conformance-wire")
     (workdir / "echo_app.py").write_text(ECHO_APP)
     with contextlib.ExitStack() as stack:  # each running() stops its server by pid in a finally
-        yield ServerPool(workdir, stack)
+        yield ServerPool(workdir, stack, request.param)
 
 
 # -- verdicts -------------------------------------------------------------------------------------
@@ -285,6 +319,8 @@ def _crash(server: Server, log_before: int) -> str | None:
 
 def _report(case: dict[str, Any], exchange: Exchange, reason: str, server: Server, log_before: int) -> str:
     how = "closed" if exchange.closed else f"silent for {IDLE}s"
+    if exchange.answered:
+        how += ", half-closed by the client after the expected responses"
     return "\n".join([
         f"case {case['id']} (expect {case['expect']}, flags {case['flags']}): {reason}",
         f"  source: {case['source']}",
@@ -312,11 +348,12 @@ def test_case_over_the_wire(case: dict[str, Any], servers: ServerPool) -> None:
     port, server = servers.get(tuple(case["flags"]))
     log_before = len(server.output())
     raw = base64.b64decode(case["raw_b64"])
-    exchange = exchange_bytes(port, raw)
     methods = [request["method"].encode("latin-1") for request in case.get("requests") or []]
+    methods = methods or [raw.split(b" ", 1)[0]]
+    exchange = exchange_bytes(port, raw, max(1, len(case.get("requests") or [])), methods)
     reason: str | None = None
     try:
-        responses = parse_responses(exchange.received, methods or [raw.split(b" ", 1)[0]])
+        responses = parse_responses(exchange.received, methods)
     except FramingError as exc:
         responses = []
         if case["expect"] != "either":
@@ -348,7 +385,7 @@ VALID_FOLLOWER = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
 def test_rejected_request_then_valid_one_gets_only_the_error(bad: bytes, servers: ServerPool) -> None:
     port, server = servers.get(())
     log_before = len(server.output())
-    exchange = exchange_bytes(port, bad + VALID_FOLLOWER)
+    exchange = exchange_bytes(port, bad + VALID_FOLLOWER, expected=1)
     responses = parse_responses(exchange.received)
     statuses = [r.status for r in responses]
     problem = None

@@ -1,4 +1,9 @@
-"""The sync worker over real sockets: PEP 3333 environ, framing without Content-Length, binds."""
+"""Each worker over real sockets: PEP 3333 environ, framing without Content-Length, binds.
+
+Every test runs against ``sync``, ``gthread`` with the app inline on the loop thread, and ``gthread``
+with four app threads. Responses are read by their framing, so a kept-alive connection does not
+make a test wait for the server's idle timeout.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +12,36 @@ import socket
 from pathlib import Path
 
 import pytest
+from serving import (
+    WORKER_ARGS,
+    free_port,
+    parse_response,
+    pronghorn_cmd,
+    read_responses,
+    running,
+)
 
-from serving import free_port, parse_response, pronghorn_cmd, running
 
-
-def _exchange(port: int, raw: bytes, host: str = "127.0.0.1", family: int = socket.AF_INET) -> bytes:
+def _exchange(port: int, raw: bytes, host: str = "127.0.0.1", family: int = socket.AF_INET, *, count: int = 1,
+              head: bool = False) -> bytes:
+    """Send ``raw``; read until ``count`` responses are complete or the server closes."""
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)
         sock.connect((host, port))
         sock.sendall(raw)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    return data
+        return read_responses(sock, count, head=head)
+
+
+@pytest.fixture(params=["sync", "gthread", "gthread-t4"])
+def worker(request: pytest.FixtureRequest) -> list[str]:
+    return WORKER_ARGS[request.param]
 
 
 @pytest.fixture()
-def validated_server(validated_project: Path):  # type: ignore[no-untyped-def]
+def validated_server(validated_project: Path, worker: list[str]):  # type: ignore[no-untyped-def]
     port = free_port()
-    with running(pronghorn_cmd("validated:app", "-b", f"127.0.0.1:{port}", "-w", "2"), cwd=validated_project,
-                 port=port) as server:
+    with running(pronghorn_cmd("validated:app", "-b", f"127.0.0.1:{port}", "-w", "2", *worker),
+                 cwd=validated_project, port=port) as server:
         yield port, server
 
 
@@ -77,19 +92,21 @@ def test_chunked_request_body(validated_server) -> None:  # type: ignore[no-unty
 
 def test_bad_request_gets_400_once_and_close(validated_server) -> None:  # type: ignore[no-untyped-def]
     port, _ = validated_server
-    data = _exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 1\r\n\r\nxGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    # Two responses are waited for: only the close may end the read after the 400.
+    data = _exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 1\r\n\r\nxGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                     count=2)
     assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert data.count(b"HTTP/1.1") == 1
 
 
 def test_head_request_has_no_body(validated_server) -> None:  # type: ignore[no-untyped-def]
     port, _ = validated_server
-    data = _exchange(port, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = _exchange(port, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", head=True)
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and body == b""
 
 
-def test_repeated_binds_tcp_and_v6(validated_project: Path) -> None:
+def test_repeated_binds_tcp_and_v6(validated_project: Path, worker: list[str]) -> None:
     port4, port6 = free_port(), free_port()
     has_v6 = socket.has_ipv6
     if has_v6:
@@ -99,7 +116,7 @@ def test_repeated_binds_tcp_and_v6(validated_project: Path) -> None:
         except OSError:
             has_v6 = False
     binds = ["-b", f"127.0.0.1:{port4}"] + (["-b", f"[::1]:{port6}"] if has_v6 else [])
-    with running(pronghorn_cmd("validated:app", *binds), cwd=validated_project, port=port4) as server:
+    with running(pronghorn_cmd("validated:app", *binds, *worker), cwd=validated_project, port=port4) as server:
         assert _exchange(port4, b"GET / HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 200")
         if has_v6:
             server.wait_for_output(f"[::1]:{port6}")
@@ -108,7 +125,7 @@ def test_repeated_binds_tcp_and_v6(validated_project: Path) -> None:
             assert json.loads(data.partition(b"\r\n\r\n")[2])["SERVER_NAME"] == "::1"
 
 
-def test_port_environment_variable_sets_default_bind(validated_project: Path) -> None:
+def test_port_environment_variable_sets_default_bind(validated_project: Path, worker: list[str]) -> None:
     port = free_port()
-    with running(pronghorn_cmd("validated:app"), cwd=validated_project, port=port, env={"PORT": str(port)}) as server:
+    with running(pronghorn_cmd("validated:app", *worker), cwd=validated_project, port=port, env={"PORT": str(port)}) as server:
         server.wait_for_output(f"0.0.0.0:{port}")

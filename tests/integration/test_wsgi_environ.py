@@ -1,6 +1,6 @@
 """The WSGI environ and proxy trust over real sockets (TCP and unix).
 
-Four sync servers run the same ``envapp`` (wrapped in ``wsgiref.validate``, warnings are errors),
+Five servers run the same ``envapp`` (wrapped in ``wsgiref.validate``, warnings are errors),
 which answers with its environ as JSON:
 
 * ``main``: TCP, one worker, trusts 127.0.0.1 (``forwarded_allow_ips`` given explicitly so the
@@ -10,6 +10,9 @@ which answers with its environ as JSON:
 * ``cidr``: ``--forwarded-allow-ips 127.0.0.0/8``, same forwarder headers;
 * ``star``: ``--forwarded-allow-ips '*'``, two workers, ``SCRIPT_NAME=/app`` in its environment;
 * ``rawenv``: ``-e SCRIPT_NAME=/viaflag`` (``raw_env``, which Gunicorn puts in the environment too).
+
+The five run once with the ``sync`` worker and once with ``gthread`` (one thread, the app inline on
+the loop); responses are read by their framing, as the gthread worker keeps connections alive.
 """
 
 from __future__ import annotations
@@ -21,7 +24,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from serving import Server, free_port, parse_response, pronghorn_cmd, running
+from serving import (
+    WORKER_ARGS,
+    Server,
+    free_port,
+    parse_response,
+    pronghorn_cmd,
+    read_responses,
+    running,
+)
 
 ENV_APP = r'''
 import io, json, warnings
@@ -60,19 +71,20 @@ class Servers:
     logs: dict[str, Server]
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+@pytest.fixture(scope="module", params=["sync", "gthread"])
+def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    worker = WORKER_ARGS[request.param]
     cwd = tmp_path_factory.mktemp("wsgi-environ")
     (cwd / "envapp.py").write_text(ENV_APP)
     ports = {name: free_port() for name in ("main", "untrusted", "cidr", "star", "rawenv")}
     unix_path = str(cwd / "untrusted.sock")
     forwarders = ["--forwarder-headers", "SCRIPT_NAME,PATH_INFO,REMOTE_USER"]
     args = {
-        "main": ["--forwarded-allow-ips", "127.0.0.1"],
-        "untrusted": ["-b", f"unix:{unix_path}", "--forwarded-allow-ips", "10.9.9.9", *forwarders],
-        "cidr": ["--forwarded-allow-ips", "127.0.0.0/8", *forwarders],
-        "star": ["--forwarded-allow-ips", "*", "-w", "2"],
-        "rawenv": ["-e", "SCRIPT_NAME=/viaflag"],
+        "main": ["--forwarded-allow-ips", "127.0.0.1", *worker],
+        "untrusted": ["-b", f"unix:{unix_path}", "--forwarded-allow-ips", "10.9.9.9", *forwarders, *worker],
+        "cidr": ["--forwarded-allow-ips", "127.0.0.0/8", *forwarders, *worker],
+        "star": ["--forwarded-allow-ips", "*", "-w", "2", *worker],
+        "rawenv": ["-e", "SCRIPT_NAME=/viaflag", *worker],
     }
     env = {"star": {"SCRIPT_NAME": "/app"}}
     with running(pronghorn_cmd("envapp:app", "-b", f"127.0.0.1:{ports['main']}", *args["main"]), cwd=cwd,
@@ -89,17 +101,18 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
                       {"main": main, "untrusted": untrusted, "cidr": cidr, "star": star, "rawenv": rawenv})
 
 
-def exchange(address: int | str, raw: bytes) -> tuple[bytes, tuple[str, int] | None]:
-    """Send ``raw`` over TCP (a port) or a unix socket (a path); (response, our address if TCP)."""
+def exchange(address: int | str, raw: bytes, count: int = 1) -> tuple[bytes, tuple[str, int] | None]:
+    """Send ``raw`` over TCP (a port) or a unix socket (a path); (response, our address if TCP).
+
+    Reads until ``count`` responses are complete by their framing, or the server closes.
+    """
     family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)
         sock.connect(address if isinstance(address, str) else ("127.0.0.1", address))
         local = sock.getsockname() if family == socket.AF_INET else None
         sock.sendall(raw)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
+        data = read_responses(sock, count)
     return data, local
 
 
@@ -244,8 +257,9 @@ def test_forwarded_proto_from_untrusted_peer_is_ignored(servers: Servers) -> Non
 
 
 def test_contradictory_scheme_headers_from_trusted_peer_are_400(servers: Servers) -> None:
+    # Waiting for a second response means reading until the close, which must follow the 400.
     data, _ = exchange(servers.main, b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-Proto: https\r\n"
-                                     b"X-Forwarded-SSL: off\r\n\r\n")
+                                     b"X-Forwarded-SSL: off\r\n\r\n", count=2)
     assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert data.count(b"HTTP/1.1 ") == 1
 

@@ -1,7 +1,10 @@
 """``wsgi.file_wrapper`` bodies over real sockets: sendfile, and the iterated fallback.
 
-Three sync servers run ``fileapp``: sendfile on (``SENDFILE=y`` given explicitly so the caller's
-environment cannot turn it off), ``--no-sendfile``, and ``SENDFILE=0``. The app's file object counts
+Three servers run ``fileapp``: sendfile on (``SENDFILE=y`` given explicitly so the caller's
+environment cannot turn it off), ``--no-sendfile``, and ``SENDFILE=0``; the three run with the
+``sync`` worker and with ``gthread`` (one thread: the app inline, sending from the loop thread; four
+threads: sending from a pool thread).
+Responses are read by their framing, as the gthread worker keeps connections alive. The app's file object counts
 its read calls and logs the count when closed: zero reads means the kernel sent the file (sendfile);
 iteration reads it.
 
@@ -19,7 +22,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serving import Server, free_port, pronghorn_cmd, running
+from serving import (
+    WORKER_ARGS,
+    Server,
+    free_port,
+    pronghorn_cmd,
+    read_responses,
+    running,
+)
 
 FILE_APP = r'''
 import io, os, warnings
@@ -82,18 +92,20 @@ SIZE = 1 << 20
 MODES = ["sendfile", "no-sendfile", "env-off"]
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, int], Path, bytes, dict[str, Server]]]:
+@pytest.fixture(scope="module", params=["sync", "gthread", "gthread-t4"])
+def setup(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, int], Path, bytes, dict[str, Server]]]:
+    worker = WORKER_ARGS[request.param]
     cwd = tmp_path_factory.mktemp("wsgi-file")
     (cwd / "fileapp.py").write_text(FILE_APP)
     data = os.urandom(SIZE)
     (cwd / "big.bin").write_bytes(data)
     ports = {mode: free_port() for mode in MODES}
-    with running(pronghorn_cmd("fileapp:app", "-b", f"127.0.0.1:{ports['sendfile']}"), cwd=cwd,
+    with running(pronghorn_cmd("fileapp:app", "-b", f"127.0.0.1:{ports['sendfile']}", *worker), cwd=cwd,
                  port=ports["sendfile"], env={"SENDFILE": "y"}) as on, \
-         running(pronghorn_cmd("fileapp:app", "-b", f"127.0.0.1:{ports['no-sendfile']}", "--no-sendfile"), cwd=cwd,
-                 port=ports["no-sendfile"]) as off, \
-         running(pronghorn_cmd("fileapp:app", "-b", f"127.0.0.1:{ports['env-off']}"), cwd=cwd,
+         running(pronghorn_cmd("fileapp:app", "-b", f"127.0.0.1:{ports['no-sendfile']}", "--no-sendfile", *worker),
+                 cwd=cwd, port=ports["no-sendfile"]) as off, \
+         running(pronghorn_cmd("fileapp:app", "-b", f"127.0.0.1:{ports['env-off']}", *worker), cwd=cwd,
                  port=ports["env-off"], env={"SENDFILE": "0"}) as env_off:
         yield ports, cwd, data, {"sendfile": on, "no-sendfile": off, "env-off": env_off}
 
@@ -101,10 +113,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, 
 def get(port: int, target: str, version: str = "HTTP/1.1", method: str = "GET") -> tuple[bytes, bytes]:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(f"{method} {target} {version}\r\nHost: t\r\n\r\n".encode())
-        parts = []
-        while chunk := sock.recv(1 << 16):
-            parts.append(chunk)
-    head, _, body = b"".join(parts).partition(b"\r\n\r\n")
+        data = read_responses(sock, head=method == "HEAD")  # by framing, or until the close
+    head, _, body = data.partition(b"\r\n\r\n")
     return head, body
 
 
