@@ -226,11 +226,14 @@ class ResponseFramer:
         )
         # RFC 9112 section 9.6: a close-delimited body or "Connection: close" ends the
         # connection; RFC 9110 section 7.8: after an upgrade it is no longer HTTP/1.1.
+        # RFC 9110 section 15.2: a 1xx is never final; an application that ends with one leaves
+        # the client waiting, so the connection cannot carry another exchange.
         self._keep_alive = (
             self._request_keep_alive
             and not force_close
             and not close_delimited
             and not self.upgrade
+            and status_code >= 200
         )
         if self.upgrade:
             connection = "upgrade"

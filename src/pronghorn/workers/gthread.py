@@ -51,11 +51,11 @@ from pronghorn.workers.loop_io import DirectSink, FlowControl, SpooledBody, Thre
 if TYPE_CHECKING:
     from pronghorn.apps.wsgi import ResponseSink
 
-READ_PAUSE_BYTES = 256 * 1024
+READ_PAUSE_BYTES = 256 * 1024  # stop reading a connection whose unprocessed bytes pass this
 # A connection just accepted counts as a request about to need an app thread until its first request
 # is dispatched, it closes, or this many seconds pass (so silent connections cannot block accepting).
 FRESH_GRACE = 0.1
-STOP_LINGER = 2.0  # how long an idle keep-alive connection is kept once the worker is stopping  # stop reading a connection whose unprocessed bytes pass this
+STOP_LINGER = 2.0  # how long an idle keep-alive connection is kept once the worker is stopping
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
