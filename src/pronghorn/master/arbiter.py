@@ -29,7 +29,7 @@ from pronghorn.net.addresses import parse_address
 from pronghorn.proctitle import master_title, set_proc_title, worker_title
 from pronghorn.net.listeners import Listener, create_listeners, listeners_from_fds
 from pronghorn.workers.base import Worker
-from pronghorn.workers.registry import resolve_worker_class
+from pronghorn.workers.registry import resolve_worker_class, worker_class_name
 
 if TYPE_CHECKING:
     from pronghorn.app.base import BaseApplication
@@ -104,7 +104,7 @@ class Arbiter:
             )
         for listener in self.listeners:
             self.log.info("Listening at: %s (%s)", listener, self.pid)
-        self.log.info("Using worker: %s", self.worker_class.__name__)
+        self.log.info("Using worker: %s", worker_class_name(self.worker_class))
         for message in self.startup_warnings():
             self.log.warning(message)
         if self.cfg.preload_app:

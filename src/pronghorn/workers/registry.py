@@ -36,3 +36,12 @@ def resolve_worker_class(value: Any, threads: int = 1) -> type:
     if not inspect.isclass(worker_class):
         raise ConfigError(f"Invalid value for worker_class: {value!r} (expected a class)")
     return worker_class
+
+
+def worker_class_name(worker_class: type) -> str:
+    """The short name a user would write for this class (``sync``, ``gthread``), else its path."""
+    path = f"{worker_class.__module__}.{worker_class.__qualname__}"
+    for name, known in WORKER_CLASSES.items():
+        if known == path:
+            return name
+    return path
