@@ -17,6 +17,7 @@ import os
 import select
 import tempfile
 import threading
+from collections.abc import Callable
 from typing import IO
 
 from pronghorn.apps.wsgi import ClientDisconnected
@@ -104,6 +105,26 @@ class FlowControl:
             self.condition.notify_all()
 
 
+def sendfile_to(
+    fileno: int, file: IO[bytes], offset: int, count: int, wait_writable: Callable[[], None]
+) -> None:
+    """Send ``count`` bytes of ``file`` from ``offset`` with the kernel's sendfile, waiting (through
+    ``wait_writable``) whenever the socket is full."""
+    source = file.fileno()
+    while count > 0:
+        try:
+            sent = os.sendfile(fileno, source, offset, min(count, SENDFILE_BLOCK))
+        except BlockingIOError:
+            wait_writable()
+            continue
+        except OSError as exc:
+            raise ClientDisconnected(str(exc)) from exc
+        if sent == 0:
+            break
+        offset += sent
+        count -= sent
+
+
 class DirectSink:
     """Writes from the loop thread itself (the application runs inline when ``threads == 1``).
 
@@ -135,19 +156,7 @@ class DirectSink:
             raise ClientDisconnected("timed out writing to the client")
 
     def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
-        source = file.fileno()
-        while count > 0:
-            try:
-                sent = os.sendfile(self.fileno, source, offset, min(count, SENDFILE_BLOCK))
-            except BlockingIOError:
-                self._wait_writable()
-                continue
-            except OSError as exc:
-                raise ClientDisconnected(str(exc)) from exc
-            if sent == 0:
-                break
-            offset += sent
-            count -= sent
+        sendfile_to(self.fileno, file, offset, count, self._wait_writable)
 
 
 class ThreadSink:
@@ -203,22 +212,14 @@ class ThreadSink:
             self._send_contents(file, offset, count)
             return
         fileno = self._claim_socket()
+
+        def wait_writable() -> None:
+            if self.flow.lost:
+                raise ClientDisconnected("connection closed by the client")
+            select.select([], [fileno], [], 1.0)  # the client reads slowly: wait, bounded
+
         try:
-            source = file.fileno()
-            while count > 0:
-                if self.flow.lost:
-                    raise ClientDisconnected("connection closed by the client")
-                try:
-                    sent = os.sendfile(fileno, source, offset, min(count, SENDFILE_BLOCK))
-                except BlockingIOError:
-                    select.select([], [fileno], [], 1.0)  # the client reads slowly: wait, bounded
-                    continue
-                except OSError as exc:
-                    raise ClientDisconnected(str(exc)) from exc
-                if sent == 0:
-                    break
-                offset += sent
-                count -= sent
+            sendfile_to(fileno, file, offset, count, wait_writable)
         finally:
             os.close(fileno)
 
