@@ -463,3 +463,54 @@ def test_app_blocking_the_loop_is_killed_at_timeout(workdir: Path) -> None:
         assert worker_pid(port) != first
         blocked.join(timeout=10)
         assert answer == [b""]  # killed mid-request: closed without a response
+
+
+FAIR_APP = '''
+import time
+
+def app(environ, start_response):
+    time.sleep(0.2)
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+'''
+
+
+def test_saturated_pool_does_not_starve_queued_clients(tmp_path: Path) -> None:
+    """Keep-alive clients of a busy worker must not hold every thread while others wait in the queue."""
+    import http.client
+    import threading
+
+    (tmp_path / "fairapp.py").write_text(FAIR_APP)
+    port = free_port()
+    counts = [0] * 6
+    stop = threading.Event()
+
+    def client(index: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            while not stop.is_set():
+                conn.request("GET", "/")
+                response = conn.getresponse()
+                response.read()
+                if response.will_close:
+                    conn.close()
+                counts[index] += 1
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    args = ["fairapp:app", "-b", f"127.0.0.1:{port}", "-w", "1", "-k", "gthread", "--threads", "2", "--keep-alive", "30"]
+    with running(pronghorn_cmd(*args), cwd=tmp_path, port=port):
+        threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(6)]
+        for thread in threads[:4]:  # these keep both threads busy from now on
+            thread.start()
+        time.sleep(1.0)
+        for thread in threads[4:]:  # latecomers wait in the listen queue
+            thread.start()
+        time.sleep(3.0)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=15)
+    # Latecomers get a fair share, not the odd request when the early clients happen to pause.
+    assert min(counts[4:]) >= 0.3 * max(counts[:4]), counts

@@ -352,7 +352,7 @@ class ThreadWorker(Worker):
                 peer=conn.peer,
                 server=conn.listener.server_name,
                 multithread=self.pool is not None,
-                keep_alive=self.keepalive > 0 and self.alive,
+                keep_alive=self.keepalive > 0 and self.alive and not self._others_waiting(),
             )
         except ProtocolError as exc:  # refused before the app ran (contradictory proxy headers)
             self.log.warning("Invalid request from ip=%s: %s", _ip(conn.peer), exc)
@@ -362,6 +362,16 @@ class ThreadWorker(Worker):
                 except Exception:  # noqa: BLE001 - the client is gone; nothing more to do
                     pass
             return None
+
+    def _others_waiting(self) -> bool:
+        """A pool worker at capacity with clients queued behind it: end this keep-alive connection.
+
+        Otherwise the connections a worker already holds keep every thread busy and the ones in
+        the listen queue wait indefinitely; closing sends this client to the back of the queue.
+        """
+        if self.pool is None or self.busy < self.threads:
+            return False
+        return any(listener.queued_connections() for listener in self.sockets)
 
     def run_inline(self, conn: HttpConnection, sink: ResponseSink) -> Response | None:
         """Run a request on the loop thread; ``request_timeout`` interrupts it with SIGALRM."""
