@@ -55,6 +55,9 @@ READ_PAUSE_BYTES = 256 * 1024  # stop reading a connection whose unprocessed byt
 # A connection just accepted counts as a request about to need an app thread until its first request
 # is dispatched, it closes, or this many seconds pass (so silent connections cannot block accepting).
 FRESH_GRACE = 0.1
+# A pool at capacity leaves new connections to idle siblings; if none takes them within this
+# long, every worker is busy and this one accepts anyway (its threads then serve them in order).
+OVERFLOW_WAIT = 0.02
 STOP_LINGER = 2.0  # how long an idle keep-alive connection is kept once the worker is stopping
 
 
@@ -250,6 +253,7 @@ class ThreadWorker(Worker):
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="pronghorn-app") if self.threads > 1 else None
         self.connections: set[HttpConnection] = set()
         self.pending_accepts = 0
+        self.overflow_check_scheduled = False
         self.fresh = 0  # connections whose first request is not dispatched yet (HttpConnection.fresh)
         self.busy = 0
         self.accepting = False
@@ -285,6 +289,9 @@ class ThreadWorker(Worker):
             and (claims == 0 if self.pool is None else self.busy + claims < self.threads)
             and len(self.connections) < self.worker_connections
         )
+        if not want and self.pool is not None and self.alive and not self.overflow_check_scheduled:
+            self.overflow_check_scheduled = True
+            self.loop.call_later(OVERFLOW_WAIT, self._accept_overflow)
         if want == self.accepting:
             return
         self.accepting = want
@@ -293,6 +300,22 @@ class ThreadWorker(Worker):
                 self.loop.add_reader(listener.fileno(), self._accept, listener)
             else:
                 self.loop.remove_reader(listener.fileno())
+
+    def _accept_overflow(self) -> None:
+        """Still at capacity: take connections no sibling took meanwhile (queue them on our threads)."""
+        self.overflow_check_scheduled = False
+        if self.accepting or not self.alive:
+            return
+        room = self.worker_connections - len(self.connections) - self.pending_accepts
+        for listener in self.sockets:
+            if room <= 0:
+                break
+            queued = listener.queued_connections()
+            if queued:
+                taken = min(room, max(1, queued // 2))  # leave some for busy siblings checking too
+                self._accept(listener, limit=taken)
+                room -= taken
+        self.update_accepting()  # schedules the next check while the pool stays full
 
     def _accept(self, listener: Listener, limit: int | None = None) -> None:
         for _ in range(limit if limit is not None else self.accept_batch):
@@ -352,7 +375,7 @@ class ThreadWorker(Worker):
                 peer=conn.peer,
                 server=conn.listener.server_name,
                 multithread=self.pool is not None,
-                keep_alive=self.keepalive > 0 and self.alive and not self._others_waiting(),
+                keep_alive=self.keepalive > 0 and self.alive,
             )
         except ProtocolError as exc:  # refused before the app ran (contradictory proxy headers)
             self.log.warning("Invalid request from ip=%s: %s", _ip(conn.peer), exc)
@@ -362,16 +385,6 @@ class ThreadWorker(Worker):
                 except Exception:  # noqa: BLE001 - the client is gone; nothing more to do
                     pass
             return None
-
-    def _others_waiting(self) -> bool:
-        """A pool worker at capacity with clients queued behind it: end this keep-alive connection.
-
-        Otherwise the connections a worker already holds keep every thread busy and the ones in
-        the listen queue wait indefinitely; closing sends this client to the back of the queue.
-        """
-        if self.pool is None or self.busy < self.threads:
-            return False
-        return any(listener.queued_connections() for listener in self.sockets)
 
     def run_inline(self, conn: HttpConnection, sink: ResponseSink) -> Response | None:
         """Run a request on the loop thread; ``request_timeout`` interrupts it with SIGALRM."""
