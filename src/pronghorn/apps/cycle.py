@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pronghorn import SERVER_SOFTWARE
-from pronghorn.apps.environ import build_environ
+from pronghorn.apps.environ import build_environ, connection_environ
 from pronghorn.apps.forwarding import ForwardingPolicy
 from pronghorn.apps.wsgi import BodySource, ClientDisconnected, FileWrapper, InputStream, Response, ResponseSink
 from pronghorn.http import Limits, ProtocolError, RequestHead, ResponseFramer
@@ -48,6 +48,25 @@ class Request:
         return not self.head.keep_alive
 
 
+class ClientConnection:
+    """One client connection as the request cycle sees it (the same for all its requests)."""
+
+    __slots__ = ("peer", "trusted", "limits", "url_scheme", "environ")
+
+    def __init__(
+        self, peer: tuple[str, int] | str | None, trusted: bool, limits: Limits, url_scheme: str, environ: dict[str, Any]
+    ) -> None:
+        self.peer = peer
+        self.trusted = trusted  # a proxy in forwarded_allow_ips: its scheme and forwarder headers count
+        self.limits = limits  # for this connection's parser
+        self.url_scheme = url_scheme
+        self.environ = environ  # the entries every request's environ starts from
+
+
+def _path(head: RequestHead, environ: dict[str, Any] | None) -> str:
+    return environ["PATH_INFO"] if environ is not None else head.path.decode("latin-1")
+
+
 class RequestCycle:
     """Runs requests through the worker's application; one instance per worker process."""
 
@@ -81,22 +100,27 @@ class RequestCycle:
         self._untrusted_limits = Limits.from_settings(**limits)
         self._trusted_limits = Limits.from_settings(**limits, forwarder_headers=cfg.forwarder_headers)
 
-    def limits_for(self, peer: tuple[str, int] | str | None) -> Limits:
-        """Parser limits for a connection: only trusted proxies may send ``forwarder_headers``."""
-        return self._trusted_limits if self.forwarding.trusts(peer) else self._untrusted_limits
-
-    def run(
+    def connection(
         self,
-        head: RequestHead,
-        body: BodySource,
-        sink: ResponseSink,
-        *,
         peer: tuple[str, int] | str | None,
         server: tuple[str, int] | str,
+        *,
         url_scheme: str = "http",
         multithread: bool = False,
-        keep_alive: bool = True,
-        connection: Any = None,
+        sock: Any = None,
+    ) -> ClientConnection:
+        """What every request on a new connection shares, worked out once."""
+        trusted = self.forwarding.trusts(peer)
+        environ = connection_environ(
+            peer=peer, server=server, url_scheme=url_scheme, multithread=multithread, multiprocess=self.multiprocess
+        )
+        if sock is not None:
+            environ["pronghorn.socket"] = environ["gunicorn.socket"] = sock
+        limits = self._trusted_limits if trusted else self._untrusted_limits
+        return ClientConnection(peer, trusted, limits, url_scheme, environ)
+
+    def run(
+        self, head: RequestHead, body: BodySource, sink: ResponseSink, client: ClientConnection, *, keep_alive: bool = True
     ) -> Response:
         """Answer one request; returns the response (``keep_alive`` says if the connection may be reused).
 
@@ -104,8 +128,7 @@ class RequestCycle:
         scheme headers from a proxy); the worker answers it like a parse error.
         """
         started = time.monotonic()
-        trusted = self.forwarding.trusts(peer)
-        url_scheme = self.forwarding.url_scheme(head, trusted, url_scheme)
+        url_scheme = self.forwarding.url_scheme(head, client.trusted, client.url_scheme)
         framer = ResponseFramer(
             request_method=head.method,
             request_version=head.version,
@@ -113,51 +136,45 @@ class RequestCycle:
             server_header=self.server_header,
         )
         response = Response(framer, sink)
-        stream = InputStream(body, self._continue_sender(head, response))
+        stream = InputStream(body, self._continue_sender(head, response) if head.expect_continue else None)
         # The hook-facing request is only built when something will look at it.
-        req = Request(head, peer, url_scheme, stream) if self.needs_request else None
+        req = Request(head, client.peer, url_scheme, stream) if self.needs_request else None
         if self.pre_request is not None:
             self.worker.call_hook("pre_request", self.worker, req)
-        # What the logs see if the environ itself cannot be built (e.g. a path outside SCRIPT_NAME).
-        environ: dict[str, Any] = {
-            "RAW_URI": head.target.decode("latin-1"), "REQUEST_METHOD": head.method.decode("ascii")
-        }
+        environ: dict[str, Any] | None = None
         try:
             environ = build_environ(
                 head,
+                client.environ,
                 body=stream,
-                peer=peer,
-                server=server,
                 url_scheme=url_scheme,
                 script_name=self.script_name,
-                multithread=multithread,
-                multiprocess=self.multiprocess,
-                forwarded=self.forwarding.forwarded_values(head, trusted),
+                forwarded=self.forwarding.forwarded_values(head, client.trusted),
             )
             environ["wsgi.early_hints"] = response.early_hints
-            if connection is not None:
-                environ["pronghorn.socket"] = environ["gunicorn.socket"] = connection
             self._call_app(environ, response)
         except ClientDisconnected as exc:
             response.failed = True
-            self.log.debug("Client %s disconnected: %s", peer, exc)
+            self.log.debug("Client %s disconnected: %s", client.peer, exc)
         except ProtocolError as exc:  # the request body turned out to be malformed
             response.failed = True
-            self.log.warning("Invalid request from ip=%s: %s", environ.get("REMOTE_ADDR"), exc)
+            self.log.warning("Invalid request from ip=%s: %s", client.environ.get("REMOTE_ADDR"), exc)
             if exc.respond and not response.headers_sent:
                 response.send_error(exc.status, exc.reason, str(exc))
         except RequestTimedOut as exc:
             response.failed = True
-            self.log.error("%s: %s %s", exc, environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            self.log.error("%s: %s %s", exc, head.method.decode("ascii"), _path(head, environ))
             if not response.headers_sent:
                 response.send_error(504, "Gateway Timeout", "The application did not answer in time.")
         except Exception:
             response.failed = True
-            self.log.exception("Error handling request %s", environ.get("RAW_URI"))
+            self.log.exception("Error handling request %s", head.target.decode("latin-1"))
             if not response.headers_sent:
                 response.send_error(500, "Internal Server Error", "")
         finally:
             if req is not None:
+                if environ is None:  # what the logs see if the environ itself could not be built
+                    environ = {"RAW_URI": head.target.decode("latin-1"), "REQUEST_METHOD": head.method.decode("ascii")}
                 if self.log.access_enabled:
                     self.log.access(response, req, environ, time.monotonic() - started)
                 if self.post_request is not None:
@@ -177,10 +194,7 @@ class RequestCycle:
                 close()
 
     @staticmethod
-    def _continue_sender(head: RequestHead, response: Response) -> Callable[[], None] | None:
-        if not head.expect_continue:
-            return None
-
+    def _continue_sender(head: RequestHead, response: Response) -> Callable[[], None]:
         def send_continue() -> None:
             # RFC 9110 §10.1.1: only worth sending while the final response has not started.
             if not response.headers_sent:

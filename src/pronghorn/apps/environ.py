@@ -12,6 +12,7 @@ from pronghorn.http import RequestHead
 
 
 _UNPREFIXED = {b"CONTENT-TYPE": "CONTENT_TYPE", b"CONTENT-LENGTH": "CONTENT_LENGTH"}
+_FROM_CONNECTION = ("REMOTE_ADDR", "REMOTE_PORT", "SERVER_NAME", "SERVER_PORT")
 
 
 class ScriptNameMismatch(ValueError):
@@ -33,43 +34,20 @@ def _split_host(host: str, url_scheme: str) -> tuple[str, str]:
     return name, port or ("443" if url_scheme == "https" else "80")
 
 
-def build_environ(
-    head: RequestHead,
+def connection_environ(
     *,
-    body: InputStream,
     peer: tuple[str, int] | str | None,
     server: tuple[str, int] | str,
     url_scheme: str,
-    script_name: str,
     multithread: bool,
     multiprocess: bool,
-    forwarded: dict[str, str] | None = None,
     errors: IO[str] = sys.stderr,
 ) -> dict[str, Any]:
-    """The PEP 3333 environ for one request.
-
-    ``script_name`` comes from the server's environment; ``forwarded`` holds what a trusted proxy
-    set (``SCRIPT_NAME``, ``PATH_INFO``, ``REMOTE_USER``...), which wins.
-    """
-    forwarded = forwarded or {}
-    method = head.method.decode("ascii")
-    script_name = forwarded.get("SCRIPT_NAME", script_name).rstrip("/")
-    path_info = forwarded.get("PATH_INFO") or unquote_to_bytes(head.path).decode("latin-1")
-    if script_name:
-        if path_info != script_name and not path_info.startswith(script_name + "/"):
-            raise ScriptNameMismatch(f"Request path {path_info!r} does not start with SCRIPT_NAME {script_name!r}")
-        path_info = path_info[len(script_name) :]
+    """The environ entries every request on one connection shares; ``build_environ`` copies them."""
     environ: dict[str, Any] = {
-        "REQUEST_METHOD": method,
-        "SCRIPT_NAME": script_name,
-        "PATH_INFO": path_info,
-        "QUERY_STRING": head.query.decode("latin-1"),
-        "RAW_URI": head.target.decode("latin-1"),
-        "SERVER_PROTOCOL": head.http_version,
         "SERVER_SOFTWARE": SERVER_SOFTWARE,
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": url_scheme,
-        "wsgi.input": body,
         "wsgi.input_terminated": True,
         "wsgi.errors": errors,
         "wsgi.multithread": multithread,
@@ -77,6 +55,51 @@ def build_environ(
         "wsgi.run_once": False,
         "wsgi.file_wrapper": FileWrapper,
     }
+    if isinstance(peer, tuple):
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = peer[0], str(peer[1])
+    else:
+        environ["REMOTE_ADDR"] = peer or ""
+    if isinstance(server, tuple):
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = server[0], str(server[1])
+    return environ
+
+
+def build_environ(
+    head: RequestHead,
+    shared: dict[str, Any],
+    *,
+    body: InputStream,
+    url_scheme: str,
+    script_name: str,
+    forwarded: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The PEP 3333 environ for one request: a fresh dict from the connection's ``shared`` entries.
+
+    ``script_name`` comes from the server's environment; ``forwarded`` holds what a trusted proxy
+    set (``SCRIPT_NAME``, ``PATH_INFO``, ``REMOTE_USER``...), which wins.
+    """
+    if forwarded:
+        script_name = forwarded.get("SCRIPT_NAME", script_name)
+        path_info = forwarded.get("PATH_INFO") or unquote_to_bytes(head.path).decode("latin-1")
+    else:
+        path = head.path
+        # Percent-decoding is only needed where there is a "%" (most paths have none).
+        path_info = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
+    script_name = script_name.rstrip("/")
+    if script_name:
+        if path_info != script_name and not path_info.startswith(script_name + "/"):
+            raise ScriptNameMismatch(f"Request path {path_info!r} does not start with SCRIPT_NAME {script_name!r}")
+        path_info = path_info[len(script_name) :]
+    environ = shared.copy()
+    environ["REQUEST_METHOD"] = head.method.decode("ascii")
+    environ["SCRIPT_NAME"] = script_name
+    environ["PATH_INFO"] = path_info
+    environ["QUERY_STRING"] = head.query.decode("latin-1")
+    environ["RAW_URI"] = head.target.decode("latin-1")
+    environ["SERVER_PROTOCOL"] = "HTTP/1.1" if head.version == (1, 1) else head.http_version
+    environ["wsgi.input"] = body
+    if url_scheme != environ["wsgi.url_scheme"]:
+        environ["wsgi.url_scheme"] = url_scheme
     host_header = ""
     for raw_name, raw_value in head.headers:
         value = raw_value.decode("latin-1")
@@ -86,17 +109,12 @@ def build_environ(
         if raw_name == b"HOST":
             host_header = value
         environ[key] = f"{environ[key]},{value}" if key in environ else value
-
-    environ.update(forwarded)
-    environ["SCRIPT_NAME"], environ["PATH_INFO"] = script_name, path_info
-    if isinstance(peer, tuple):
-        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = peer[0], str(peer[1])
-    else:
-        environ["REMOTE_ADDR"] = peer or ""
-    if isinstance(server, tuple):
-        environ["SERVER_NAME"], environ["SERVER_PORT"] = server[0], str(server[1])
-    else:  # a unix socket has no name or port: take them from Host
+    if forwarded:
+        environ.update(forwarded)
+        environ["SCRIPT_NAME"], environ["PATH_INFO"] = script_name, path_info
+        for key in _FROM_CONNECTION:  # the socket's own addresses are not the proxy's to change
+            if key in shared:
+                environ[key] = shared[key]
+    if "SERVER_NAME" not in shared:  # a unix socket has no name or port: take them from Host
         environ["SERVER_NAME"], environ["SERVER_PORT"] = _split_host(host_header, url_scheme)
     return environ
-
-

@@ -26,7 +26,7 @@ from .errors import (
     ProtocolError,
     show,
 )
-from .events import BodyData, EndOfMessage
+from .events import END_OF_MESSAGE, BodyData, EndOfMessage
 from .fields import FieldSectionScanner, parse_field_lines
 from .grammar import HEXDIG, OWS
 from .limits import Limits
@@ -72,7 +72,7 @@ class LengthReader:
     def read(self, buf: bytearray) -> BodyData | EndOfMessage | None:
         remaining = self._remaining
         if remaining == 0:
-            return EndOfMessage()
+            return END_OF_MESSAGE
         if not buf:
             return None
         data = take(buf, remaining)
@@ -147,7 +147,7 @@ class ChunkedReader:
                 self._state = _Chunk.DONE
                 return EndOfMessage(tuple(trailers))
             else:
-                return EndOfMessage()
+                return END_OF_MESSAGE
 
     def _read_size_line(self, buf: bytearray) -> bool:
         # Gunicorn: the size line (chunk-ext included) is capped at

@@ -22,3 +22,15 @@ def _format_date(seconds: int) -> str:
 def http_date(timestamp: float | None = None) -> str:
     """IMF-fixdate (RFC 9110 section 5.6.7), e.g. ``'Sat, 21 Oct 2017 17:42:33 GMT'``."""
     return _format_date(int(time.time() if timestamp is None else timestamp))
+
+
+_date_line: tuple[int, bytes] = (-1, b"")
+
+
+def http_date_line() -> bytes:
+    """``b"Date: <IMF-fixdate>\\r\\n"`` for now; rebuilt once a second (one per response otherwise)."""
+    global _date_line
+    now = int(time.time())
+    if _date_line[0] != now:
+        _date_line = (now, f"Date: {_format_date(now)}\r\n".encode("ascii"))
+    return _date_line[1]

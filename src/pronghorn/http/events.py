@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Final, Literal, Union
+from typing import Final, Literal, NamedTuple, Union
 
 Fields = tuple[tuple[bytes, bytes], ...]
 
@@ -29,8 +29,7 @@ NEED_DATA: Final = Signal.NEED_DATA
 CONNECTION_CLOSED: Final = Signal.CONNECTION_CLOSED
 
 
-@dataclass(frozen=True, slots=True)
-class RequestHead:
+class RequestHead(NamedTuple):
     """A validated request line and header section.
 
     ``headers`` keeps wire order with names upper-cased and values trimmed of
@@ -87,6 +86,9 @@ class EndOfMessage:
     """The body is complete.  Trailers (chunked only) are never merged into headers."""
 
     trailers: Fields = ()
+
+
+END_OF_MESSAGE: Final = EndOfMessage()  # the usual end: no trailers (shared, it is immutable)
 
 
 Event = Union[RequestHead, BodyData, EndOfMessage, Literal[Signal.NEED_DATA, Signal.CONNECTION_CLOSED]]

@@ -59,9 +59,10 @@ def build_request_head(
         else:
             has_host = True
 
-    chunked, force_close = _transfer_coding(transfer_encodings)
+    chunked = force_close = False
     content_length: int | None = None
     if transfer_encodings:
+        chunked, force_close = _transfer_coding(transfer_encodings)
         # RFC 9112 section 6.1: Transfer-Encoding is an HTTP/1.1 feature; a
         # 1.0 message carrying it is treated as faulty (smuggling vector).
         if version < (1, 1):

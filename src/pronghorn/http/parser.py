@@ -145,6 +145,8 @@ class RequestParser:
             if self._state is ParserState.BODY:
                 return self._read_body()
             if self._state is ParserState.IDLE:
+                if not self._buf and not self._eof:
+                    return NEED_DATA  # the usual state between keep-alive requests
                 return self._read_head()
             if self._state is ParserState.CLOSED:
                 return CONNECTION_CLOSED

@@ -20,6 +20,9 @@ _REG_NAME: Final = ALPHA + DIGIT + b"-._~%!$&'()*+,;="
 # RFC 3986 section 3.2.2: IP-literal contents (IPv6address, IPvFuture, zone ids)
 _IP_LITERAL: Final = HEXDIG + b":.vV%-_~"
 _HTTP_PREFIX: Final = b"HTTP/"
+# Valid under every setting (conventional, upper case, tokens): no per-byte checks needed.
+_COMMON_METHODS: Final = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"})
+_COMMON_VERSIONS: Final = {b"HTTP/1.1": (1, 1), b"HTTP/1.0": (1, 0)}
 
 
 class RequestLine(NamedTuple):
@@ -39,9 +42,10 @@ def parse_request_line(line: bytes, limits: Limits) -> RequestLine:
     if len(parts) != 3:
         raise InvalidRequestLine(f"Invalid request line {show(line)}")
     method, target, version_bytes = parts
-    method = _check_method(method, limits)
+    if method not in _COMMON_METHODS:
+        method = _check_method(method, limits)
     path, query, fragment = _check_target(method, target)
-    version = _check_version(version_bytes, limits)
+    version = _COMMON_VERSIONS.get(version_bytes) or _check_version(version_bytes, limits)
     return RequestLine(method, target, path, query, fragment, version)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from .dates import http_date
+from .dates import http_date_line
 from .errors import InvalidResponseHeader, InvalidResponseHeaderName
 from .grammar import TCHAR
 
@@ -68,25 +68,73 @@ def is_valid_field_value(value: bytes | str) -> bool:
     return _FIELD_VALUE_BYTES.fullmatch(value) is not None
 
 
+# Statuses already parsed: applications use a handful. Bounded like the header-line cache.
+_PARSED_STATUSES: dict[str, tuple[int, str]] = {}
+
+
 def parse_status(status: str) -> tuple[int, str]:
     """Split a WSGI status (``"200 OK"``) into code and reason; ``ValueError`` if malformed."""
+    parsed = _PARSED_STATUSES.get(status) if type(status) is str else None
+    if parsed is not None:
+        return parsed
     if not isinstance(status, str):
         raise ValueError(f"status must be a str, not {type(status).__name__}")
     match = _STATUS.fullmatch(status)
     if match is None:
         raise ValueError(f"Invalid status {status[:64]!r}")
-    return int(match.group(1)), match.group(2) or ""
+    parsed = int(match.group(1)), match.group(2) or ""
+    if type(status) is str:
+        if len(_PARSED_STATUSES) >= _CHECKED_LINES_MAX:
+            _PARSED_STATUSES.clear()
+        _PARSED_STATUSES[status] = parsed
+    return parsed
 
 
 def _allows_body(method: bytes, status_code: int) -> bool:
     return not (method == b"HEAD" or status_code < 200 or status_code in (204, 304))
 
 
-# Header lines already validated, keyed by (name, value): applications send the same few headers
-# on every response, so validation runs once per distinct line. Bounded; never holds framing or
-# hop-by-hop fields, whose handling depends on the response.
-_CHECKED_LINES: dict[tuple[str, str], str] = {}
+# Header lines already validated, keyed by the (name, value) tuple: applications send the same few
+# headers on every response, so validation runs once per distinct line. The value is the encoded
+# line and, for Content-Length, its number. Bounded; never holds hop-by-hop fields, whose handling
+# depends on the response.
+_CHECKED_LINES: dict[tuple[str, str], tuple[bytes, int | None]] = {}
 _CHECKED_LINES_MAX = 1024
+# Status lines ("HTTP/1.1 200 OK\r\n") keyed by (HTTP/1.1?, code, reason), and "Server: ...\r\n"
+# lines by value: both validated once.
+_STATUS_LINES: dict[tuple[bool, int, str], bytes] = {}
+_SERVER_LINES: dict[bytes, bytes] = {}
+_CONNECTION_LINES: Final = {
+    "keep-alive": b"Connection: keep-alive\r\n",
+    "close": b"Connection: close\r\n",
+    "upgrade": b"Connection: upgrade\r\n",
+}
+
+
+def _status_line(http11: bool, status_code: int, reason: str) -> bytes:
+    key = (http11, status_code, reason)
+    line = _STATUS_LINES.get(key)
+    if line is None:
+        if not 100 <= status_code <= 999:
+            raise ValueError(f"Invalid status code {status_code!r}")
+        if not is_valid_field_value(reason):
+            raise ValueError(f"Invalid reason phrase {reason[:64]!r}")
+        # RFC 9110 section 6.2: answer with our highest minor version for 1.x,
+        # but never claim 1.1 to a 1.0 client (Gunicorn echoes the request version).
+        line = f"{'HTTP/1.1' if http11 else 'HTTP/1.0'} {status_code} {reason}\r\n".encode("latin-1")
+        if len(_STATUS_LINES) >= _CHECKED_LINES_MAX:
+            _STATUS_LINES.clear()
+        _STATUS_LINES[key] = line
+    return line
+
+
+def _server_line(server_header: bytes) -> bytes:
+    line = _SERVER_LINES.get(server_header)
+    if line is None:
+        if not is_valid_field_value(server_header):
+            raise InvalidResponseHeader("Invalid Server header value")
+        line = _SERVER_LINES[server_header] = b"Server: " + server_header + b"\r\n"
+    return line
 
 
 class ResponseFramer:
@@ -160,22 +208,30 @@ class ResponseFramer:
     def head(self, status_code: int, reason: str, headers: list[tuple[str, str]]) -> bytes:
         if self._head_sent:
             raise RuntimeError("response head already serialised")
-        if not 100 <= status_code <= 999:
-            raise ValueError(f"Invalid status code {status_code!r}")
-        if not is_valid_field_value(reason):
-            raise ValueError(f"Invalid reason phrase {reason[:64]!r}")
-        if not is_valid_field_value(self._server_header):
-            raise InvalidResponseHeader("Invalid Server header value")
-        kept: list[str] = []
+        http11 = self._version >= (1, 1)
+        status_line = _status_line(http11, status_code, reason)
+        server_line = _server_line(self._server_header)
+        # [3] becomes the Connection line, [4] Transfer-Encoding when chunked; the app's headers follow.
+        kept: list[bytes] = [status_line, server_line, http_date_line(), b"", b""]
         content_length: int | None = None
         force_close = False
         checked = _CHECKED_LINES
-        for name, value in headers:
-            if type(name) is str and type(value) is str:
-                line = checked.get((name, value))
-                if line is not None:  # validated before, and neither framing nor hop-by-hop
-                    kept.append(line)
-                    continue
+        for header in headers:
+            # The header tuple itself is the key: no new object per header on a hit.
+            hit = checked.get(header) if type(header) is tuple else None
+            if hit is not None:
+                line, length = hit
+                if length is not None:
+                    if content_length is not None:
+                        if length != content_length:
+                            raise InvalidResponseHeader("Conflicting Content-Length values")
+                        continue
+                    content_length = length
+                    if status_code < 200 or status_code == 204:
+                        continue  # RFC 9110 section 8.6: never sent with 1xx / 204
+                kept.append(line)
+                continue
+            name, value = header
             if not isinstance(name, str) or not isinstance(value, str):
                 raise TypeError(f"header name and value must be str: {name!r}: {value!r}")
             if not is_token(name):
@@ -183,6 +239,7 @@ class ResponseFramer:
             if not is_valid_field_value(value):
                 raise InvalidResponseHeader(f"Invalid value for response header {name!r}")
             lname = name.lower()
+            line = f"{name}: {value}\r\n".encode("latin-1")
             if lname in HOP_BY_HOP:
                 option = value.strip(" \t").lower()
                 if lname == "connection":
@@ -191,39 +248,35 @@ class ResponseFramer:
                     elif option == "close":
                         force_close = True
                 elif lname == "upgrade" and option == "websocket":
-                    kept.append(f"{name}: {value}\r\n")
+                    kept.append(line)
                 continue
+            length = None
             if lname == "content-length":
                 digits = value.strip(" \t")
                 if _DIGITS_STR.fullmatch(digits) is None:
                     raise InvalidResponseHeader(f"Invalid Content-Length {value[:64]!r}")
-                parsed = int(digits)  # checked against ASCII digits above
-                if content_length is not None and parsed != content_length:
-                    raise InvalidResponseHeader("Conflicting Content-Length values")
+                length = int(digits)  # checked against ASCII digits above
                 if content_length is not None:
+                    if length != content_length:
+                        raise InvalidResponseHeader("Conflicting Content-Length values")
                     continue
-                content_length = parsed
-                if status_code < 200 or status_code == 204:
-                    continue  # RFC 9110 section 8.6: never sent with 1xx / 204
-                kept.append(f"{name}: {value}\r\n")
-                continue
-            line = f"{name}: {value}\r\n"
-            if len(checked) >= _CHECKED_LINES_MAX:
-                checked.clear()
-            checked[(name, value)] = line
-            kept.append(line)
+                content_length = length
+                if not (status_code < 200 or status_code == 204):  # RFC 9110 section 8.6
+                    kept.append(line)
+            else:
+                kept.append(line)
+            if type(name) is str and type(value) is str and type(header) is tuple:
+                if len(checked) >= _CHECKED_LINES_MAX:
+                    checked.clear()
+                checked[header] = (line, length)
 
         self.status_code = status_code
         self.body_allowed = _allows_body(self._method, status_code)
         self.content_length = content_length if status_code >= 200 and status_code != 204 else None
         # RFC 9112 section 6.1: chunked only towards HTTP/1.1+ recipients; RFC 9112
         # section 6.3 (rule 8): otherwise a body without Content-Length ends at close.
-        self.chunked = (
-            self.body_allowed and self.content_length is None and self._version >= (1, 1)
-        )
-        close_delimited = (
-            self.body_allowed and self.content_length is None and not self.chunked
-        )
+        self.chunked = self.body_allowed and self.content_length is None and http11
+        close_delimited = self.body_allowed and self.content_length is None and not self.chunked
         # RFC 9112 section 9.6: a close-delimited body or "Connection: close" ends the
         # connection; RFC 9110 section 7.8: after an upgrade it is no longer HTTP/1.1.
         # RFC 9110 section 15.2: a 1xx is never final; an application that ends with one leaves
@@ -236,24 +289,14 @@ class ResponseFramer:
             and status_code >= 200
         )
         if self.upgrade:
-            connection = "upgrade"
+            kept[3] = _CONNECTION_LINES["upgrade"]
         else:
-            connection = "keep-alive" if self._keep_alive else "close"
-
-        # RFC 9110 section 6.2: answer with our highest minor version for 1.x,
-        # but never claim 1.1 to a 1.0 client (Gunicorn echoes the request version).
-        version = "HTTP/1.0" if self._version < (1, 1) else "HTTP/1.1"
-        parts = [
-            f"{version} {status_code} {reason}\r\nServer: ".encode("latin-1"),
-            self._server_header,
-            f"\r\nDate: {http_date()}\r\nConnection: {connection}\r\n".encode("latin-1"),
-        ]
+            kept[3] = _CONNECTION_LINES["keep-alive" if self._keep_alive else "close"]
         if self.chunked:
-            parts.append(b"Transfer-Encoding: chunked\r\n")
-        parts.append("".join(kept).encode("latin-1"))
-        parts.append(b"\r\n")
+            kept[4] = b"Transfer-Encoding: chunked\r\n"
+        kept.append(b"\r\n")
         self._head_sent = True
-        return b"".join(parts)
+        return b"".join(kept)
 
     def body(self, data: bytes) -> bytes:
         """Frame one piece of body: chunked, truncated at Content-Length, or dropped."""

@@ -21,7 +21,6 @@ How this works:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import errno
 import os
 import signal
@@ -46,7 +45,7 @@ from pronghorn.http import (
 )
 from pronghorn.net.listeners import Listener
 from pronghorn.workers.base import Worker
-from pronghorn.workers.loop_io import DirectSink, FlowControl, SpooledBody, ThreadSink
+from pronghorn.workers.loop_io import NO_BODY, DirectSink, FlowControl, SpooledBody, ThreadSink
 
 if TYPE_CHECKING:
     from pronghorn.apps.wsgi import ResponseSink
@@ -77,10 +76,11 @@ class HttpConnection(asyncio.Protocol):
         self.listener = listener
         self.peer = (peer[0], peer[1]) if isinstance(peer, tuple) else (peer or None)
         assert worker.cycle is not None
-        self.parser = RequestParser(worker.cycle.limits_for(self.peer))
+        self.client = worker.cycle.connection(self.peer, listener.server_name, multithread=worker.pool is not None)
+        self.parser = RequestParser(self.client.limits)
         self.transport: asyncio.Transport | None = None
         self.head: RequestHead | None = None
-        self.body: SpooledBody | None = None
+        self.body: SpooledBody | None = None  # made when the first body bytes arrive
         self.busy = False  # a request is being run by the application
         self.closing = False
         self.reading_paused = False
@@ -88,6 +88,7 @@ class HttpConnection(asyncio.Protocol):
         self.started = 0.0
         self.flow = FlowControl()
         self.sink: ThreadSink | None = None
+        self.direct_sink: DirectSink | None = None  # inline mode: the socket itself, made once
         self.fresh = False  # accepted, first request not dispatched yet (counted in ``worker.fresh``)
 
     # --- asyncio.Protocol ---
@@ -142,11 +143,16 @@ class HttpConnection(asyncio.Protocol):
     # --- request handling ---
 
     def process(self) -> None:
-        """Turn buffered bytes into events until a request is ready to run or more bytes are needed."""
+        """Turn buffered bytes into events until a request is ready to run or more bytes are needed.
+
+        Requests run inline are answered before ``dispatch()`` returns, so pipelined requests are
+        taken in this loop (not by recursion); a request on the pool resumes it when it finishes.
+        """
         worker = self.worker
+        parser = self.parser
         while not self.busy and not self.closing:
             try:
-                event = self.parser.next_event()
+                event = parser.next_event()
             except ProtocolError as exc:
                 worker.log.warning("Invalid request from ip=%s: %s", _ip(self.peer), exc)
                 if exc.respond:
@@ -155,69 +161,76 @@ class HttpConnection(asyncio.Protocol):
                 return
             if event is NEED_DATA:
                 return
-            if isinstance(event, BodyData):
-                assert self.body is not None
-                self.body.write(event.data)
+            event_type = type(event)
+            if event_type is BodyData:
+                if self.body is None:
+                    self.body = SpooledBody(worker.tmp_upload_dir)
+                self.body.write(event.data)  # type: ignore[union-attr]
                 self.deadline = time.monotonic() + worker.header_timeout
-            elif isinstance(event, RequestHead):
-                self.head = event
-                self.body = SpooledBody(worker.cfg.tmp_upload_dir)
+            elif event_type is RequestHead:
+                self.head = event  # type: ignore[assignment]
                 self.deadline = time.monotonic() + worker.header_timeout
-                if event.expect_continue:
+                if event.expect_continue:  # type: ignore[union-attr]
                     # The loop reads the body itself, so the client may send it now.
                     self.write_raw(CONTINUE_RESPONSE)
-            elif isinstance(event, EndOfMessage):
-                self.dispatch()
+            elif event_type is EndOfMessage:
+                if not self.dispatch():
+                    return
             elif event is CONNECTION_CLOSED:
                 self.close()
                 return
 
-    def dispatch(self) -> None:
-        assert self.head is not None and self.body is not None and self.transport is not None
-        self.body.finish()
+    def dispatch(self) -> bool:
+        """Run the request whose body is complete; True if it is answered and the next may start."""
+        assert self.head is not None and self.transport is not None
+        if self.body is not None:
+            self.body.finish()
         self.busy = True
         self.started = time.monotonic()
         self.settle()
         worker = self.worker
         worker.busy += 1
         if worker.pool is None:
-            sink: ResponseSink = DirectSink(self.transport.get_extra_info("socket").fileno(), worker.cfg.timeout)
-            response = worker.run_inline(self, sink)
-            self.finish_request(response)
-        else:
-            worker.update_accepting()
-            self.sink = ThreadSink(worker.loop, self.transport, self.flow)
-            future = worker.loop.run_in_executor(worker.pool, worker.run_request, self, self.sink)
-            future.add_done_callback(self._request_finished)
+            if self.direct_sink is None:
+                self.direct_sink = DirectSink(self.transport.get_extra_info("socket").fileno(), worker.cfg.timeout)
+            return self.finish_request(worker.run_inline(self, self.direct_sink))
+        worker.update_accepting()
+        self.sink = ThreadSink(worker.loop, self.transport, self.flow)
+        future = worker.loop.run_in_executor(worker.pool, worker.run_request, self, self.sink)
+        future.add_done_callback(self._request_finished)
+        return False
 
     def _request_finished(self, future: asyncio.Future[Response | None]) -> None:
-        self.finish_request(None if future.cancelled() or future.exception() else future.result())
+        if self.finish_request(None if future.cancelled() or future.exception() else future.result()):
+            self.process()
 
-    def finish_request(self, response: Response | None) -> None:
+    def finish_request(self, response: Response | None) -> bool:
+        """Bookkeeping after a response; True if the connection goes on to its next request."""
         worker = self.worker
         worker.busy -= 1
         self.busy = False
         self.sink = None
         if self.body is not None:
             self.body.close()
-        self.head = self.body = None
+            self.body = None
+        self.head = None
         worker.handled_request()
         worker.update_accepting()
         if response is None or not response.keep_alive or self.closing or self.transport is None:
             self.close()
-            return
+            return False
         if response.status_code < 200:
             # An app's 1xx status as the final answer: a client still waits for a final response,
             # and would take the next request's as this one's (RFC 9110 section 15.2).
             self.close()
-            return
+            return False
         self.parser.start_next_request()
         # A stopping worker still answers a request already on its way (with "Connection: close").
         self.deadline = time.monotonic() + (worker.keepalive if worker.alive else min(worker.keepalive, STOP_LINGER))
         if self.reading_paused:
             self.reading_paused = False
             self.transport.resume_reading()
-        self.process()
+        return True
 
     # --- output and closing ---
 
@@ -248,6 +261,8 @@ class ThreadWorker(Worker):
         cfg = self.cfg
         self.threads = max(1, cfg.threads)
         self.header_timeout = float(cfg.header_timeout)
+        self.tmp_upload_dir = cfg.tmp_upload_dir
+        self.request_timeout = float(cfg.request_timeout or 0)
         self.keepalive = float(cfg.keepalive)
         self.worker_connections = cfg.worker_connections
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="pronghorn-app") if self.threads > 1 else None
@@ -362,21 +377,13 @@ class ThreadWorker(Worker):
 
     def run_request(self, conn: HttpConnection, sink: ResponseSink) -> Response | None:
         """Run one request through the request cycle (on a pool thread, or inline)."""
-        assert self.cycle is not None and conn.head is not None and conn.body is not None
+        assert self.cycle is not None and conn.head is not None
         head = conn.head
         if head.expect_continue:
             # The loop sent 100 Continue when the head arrived; the app's first read must not repeat it.
-            head = dataclasses.replace(head, expect_continue=False)
+            head = head._replace(expect_continue=False)
         try:
-            return self.cycle.run(
-                head,
-                conn.body,
-                sink,
-                peer=conn.peer,
-                server=conn.listener.server_name,
-                multithread=self.pool is not None,
-                keep_alive=self.keepalive > 0 and self.alive,
-            )
+            return self.cycle.run(head, conn.body or NO_BODY, sink, conn.client, keep_alive=self.keepalive > 0 and self.alive)
         except ProtocolError as exc:  # refused before the app ran (contradictory proxy headers)
             self.log.warning("Invalid request from ip=%s: %s", _ip(conn.peer), exc)
             if exc.respond:
@@ -388,7 +395,7 @@ class ThreadWorker(Worker):
 
     def run_inline(self, conn: HttpConnection, sink: ResponseSink) -> Response | None:
         """Run a request on the loop thread; ``request_timeout`` interrupts it with SIGALRM."""
-        limit = float(self.cfg.request_timeout)
+        limit = self.request_timeout
         if not limit:
             return self.run_request(conn, sink)
         previous = signal.signal(signal.SIGALRM, self._request_timed_out)

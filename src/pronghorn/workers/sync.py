@@ -106,21 +106,15 @@ class SyncWorker(Worker):
             client.settimeout(self.cfg.timeout)
         peer = (addr[0], addr[1]) if isinstance(addr, tuple) else (addr or None)
         assert self.cycle is not None
-        parser = RequestParser(self.cycle.limits_for(peer))
+        connection = self.cycle.connection(peer, listener.server_name, sock=client)
+        parser = RequestParser(connection.limits)
         try:
             head = self._read_head(client, parser)
             if head is None:
                 return
             body = ParserBody(parser, lambda: client.recv(RECV_SIZE))
-            self.cycle.run(
-                head,
-                body,
-                _SocketSink(client),
-                peer=peer,
-                server=listener.server_name,
-                connection=client,
-                keep_alive=False,  # sync answers one request per connection
-            )
+            # sync answers one request per connection
+            self.cycle.run(head, body, _SocketSink(client), connection, keep_alive=False)
             self.handled_request()
             if not body.broken:
                 # Read what the app left of a small body, so closing does not reset the connection
