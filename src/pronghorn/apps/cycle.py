@@ -128,7 +128,9 @@ class RequestCycle:
         scheme headers from a proxy); the worker answers it like a parse error.
         """
         started = time.monotonic()
-        url_scheme = self.forwarding.url_scheme(head, client.trusted, client.url_scheme)
+        forwarding = self.forwarding
+        trusted = client.trusted
+        url_scheme = forwarding.url_scheme(head, True, client.url_scheme) if trusted else client.url_scheme
         framer = ResponseFramer(
             request_method=head.method,
             request_version=head.version,
@@ -149,7 +151,7 @@ class RequestCycle:
                 body=stream,
                 url_scheme=url_scheme,
                 script_name=self.script_name,
-                forwarded=self.forwarding.forwarded_values(head, client.trusted),
+                forwarded=forwarding.forwarded_values(head, True) if trusted else None,
             )
             environ["wsgi.early_hints"] = response.early_hints
             self._call_app(environ, response)

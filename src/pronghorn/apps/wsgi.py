@@ -234,12 +234,14 @@ class Response:
             self.send(framed)
 
     def write_all(self, result: Iterable[bytes]) -> None:
-        if isinstance(result, (list, tuple)) and len(result) == 1 and not self.headers_sent:
+        if type(result) is list and len(result) == 1 and not self.headers_sent and self.status is not None:
             # The most common body, a single block: head, body and end in one write.
-            (block,) = result
-            if isinstance(block, (bytes, bytearray)) and self.status is not None:
-                head = self._head()
-                self.send(head + self.framer.body(bytes(block)) + self.framer.end())
+            block = result[0]
+            if type(block) is bytes:
+                framer = self.framer
+                head = framer.head(self.status_code, self.reason, self.headers)
+                self.headers_sent = True
+                self.send(head + framer.body(block) + framer.end())
                 return
         for chunk in result:
             if chunk or not self.headers_sent:

@@ -88,6 +88,14 @@ class _Chunk(enum.Enum):
     DONE = enum.auto()
 
 
+# Module constants: an enum member looked up through its class costs ~50 ns (once per chunk).
+_CHUNK_SIZE: Final = _Chunk.SIZE
+_CHUNK_DATA: Final = _Chunk.DATA
+_CHUNK_DATA_CRLF: Final = _Chunk.DATA_CRLF
+_CHUNK_TRAILERS: Final = _Chunk.TRAILERS
+_CHUNK_DONE: Final = _Chunk.DONE
+
+
 class ChunkedReader:
     """Chunked framing with extensions and a trailer section (RFC 9112 section 7.1)."""
 
@@ -95,7 +103,7 @@ class ChunkedReader:
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
-        self._state = _Chunk.SIZE
+        self._state = _CHUNK_SIZE
         self._remaining = 0
         self._scan = 0  # where the search for the size line's LF resumes
         self._trailers = FieldSectionScanner(limits)
@@ -107,27 +115,27 @@ class ChunkedReader:
         section's final CRLF is due with ChunkMissingTerminator (400); EOF
         anywhere else in the body is a plain incomplete message (no response).
         """
-        if self._state is _Chunk.DATA_CRLF:
+        if self._state is _CHUNK_DATA_CRLF:
             return ChunkMissingTerminator("Connection closed before the CRLF after chunk data")
-        if self._state is _Chunk.TRAILERS:
+        if self._state is _CHUNK_TRAILERS:
             return ChunkMissingTerminator("Connection closed before the end of the trailer section")
         return IncompleteMessage("Connection closed before the request body was complete")
 
     def read(self, buf: bytearray) -> BodyData | EndOfMessage | None:
         while True:
             state = self._state
-            if state is _Chunk.DATA:
+            if state is _CHUNK_DATA:
                 if not buf:
                     return None
                 data = take(buf, self._remaining)
                 self._remaining -= len(data)
                 if self._remaining == 0:
-                    self._state = _Chunk.DATA_CRLF
+                    self._state = _CHUNK_DATA_CRLF
                 return BodyData(data)
-            if state is _Chunk.SIZE:
+            if state is _CHUNK_SIZE:
                 if not self._read_size_line(buf):
                     return None
-            elif state is _Chunk.DATA_CRLF:
+            elif state is _CHUNK_DATA_CRLF:
                 # RFC 9112 section 7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
                 if len(buf) < 2:
                     if buf and buf[0] != _CR:
@@ -136,15 +144,15 @@ class ChunkedReader:
                 if buf[0] != _CR or buf[1] != 0x0A:
                     raise ChunkMissingTerminator(f"Chunk data not followed by CRLF: {show(bytes(buf[:8]))}")
                 del buf[:2]
-                self._state = _Chunk.SIZE
-            elif state is _Chunk.TRAILERS:
+                self._state = _CHUNK_SIZE
+            elif state is _CHUNK_TRAILERS:
                 # RFC 9112 section 7.1.2: trailer-section = *( field-line CRLF ), then CRLF.
                 end = self._trailers.find_end(buf)
                 if end == -1:
                     return None
                 block = take(buf, end)[:-2]
                 trailers = parse_field_lines(block, self._limits, trailers=True)
-                self._state = _Chunk.DONE
+                self._state = _CHUNK_DONE
                 return EndOfMessage(tuple(trailers))
             else:
                 return END_OF_MESSAGE
@@ -171,10 +179,10 @@ class ChunkedReader:
         self._scan = 0
         size = self._parse_size_line(line)
         if size == 0:
-            self._state = _Chunk.TRAILERS
+            self._state = _CHUNK_TRAILERS
         else:
             self._remaining = size
-            self._state = _Chunk.DATA
+            self._state = _CHUNK_DATA
         return True
 
     def _parse_size_line(self, line: bytes) -> int:

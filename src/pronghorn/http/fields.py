@@ -99,10 +99,20 @@ class FieldSectionScanner:
         self._scan = size
 
 
+# Bytes a clean section may hold besides CRLF: VCHAR, SP, HTAB and obs-text (no CTL, no DEL).
+_NOT_CTL: Final = bytes(b for b in range(256) if b == 0x09 or 0x20 <= b < 0x7F or b >= 0x80)
+# Names the quick path takes: tokens without "_" (those depend on header_map and forwarder_headers).
+_PLAIN_TCHAR: Final = TCHAR.replace(b"_", b"")
+
+
 def parse_field_lines(block: bytes, limits: Limits, *, trailers: bool = False) -> list[tuple[bytes, bytes]]:
     """Parse a complete section (every line CRLF-terminated, final empty line excluded)."""
     if not block:
         return []
+    if not trailers and len(block) <= limits.max_header_field_size:
+        plain = _plain_fields(block, limits)
+        if plain is not None:
+            return plain
     lines = block[:-2].split(CRLF)
     count = len(lines)
     # Fast path: no control bytes anywhere and every CR/LF belongs to a CRLF,
@@ -112,15 +122,9 @@ def parse_field_lines(block: bytes, limits: Limits, *, trailers: bool = False) -
         and block.count(b"\r") == count
         and block.count(b"\n") == count
     )
-    max_count = limits.max_header_count
-    max_size = limits.max_header_field_size
-    folding = limits.permit_obsolete_folding
-    strip_name = limits.strip_header_spaces
-    header_map = limits.header_map
-    allowed = limits.underscore_names_allowed
-    allow_all = b"*" in allowed
+    max_count, max_size, folding, strip_name, header_map, allowed, allow_all = limits.field_rules
     fields: list[tuple[bytes, bytes]] = []
-    seen_singletons: set[bytes] = set()
+    seen_singletons: set[bytes] | None = None
     seen = 0
     index = 0
     while index < count:
@@ -177,8 +181,34 @@ def parse_field_lines(block: bytes, limits: Limits, *, trailers: bool = False) -
         if trailers and upper in FORBIDDEN_TRAILERS:
             raise InvalidHeaderName(f"Field not allowed in trailers {show(name)}")
         if upper in _SINGLETONS:
-            if upper in seen_singletons:
+            if seen_singletons is None:
+                seen_singletons = {upper}
+            elif upper in seen_singletons:
                 raise InvalidHeader(f"Duplicate {show(name)} header")
-            seen_singletons.add(upper)
+            else:
+                seen_singletons.add(upper)
         fields.append((upper, value))
+    return fields
+
+
+def _plain_fields(block: bytes, limits: Limits) -> list[tuple[bytes, bytes]] | None:
+    """The usual section, quickly: only CRLF as control bytes, every line ``token:value`` with no
+    folding or "_" name, no duplicated singleton, within the count cap (and, the section being no
+    longer than one field may be, within the size cap). Anything else returns None and the full
+    loop gives the verdict."""
+    lines = block[:-2].split(CRLF)
+    count = len(lines)
+    if count > limits.max_header_count or block.translate(None, _NOT_CTL) != CRLF * count:
+        return None
+    fields: list[tuple[bytes, bytes]] = []
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name.translate(None, _PLAIN_TCHAR):
+            return None
+        fields.append((name.upper(), value.strip(OWS)))
+    if count > 1:
+        names = [name for name, _ in fields]
+        for singleton in _SINGLETONS:
+            if names.count(singleton) > 1:
+                return None
     return fields

@@ -21,6 +21,7 @@ _TRANSFER_ENCODING: Final = b"TRANSFER-ENCODING"
 _CONNECTION: Final = b"CONNECTION"
 _EXPECT: Final = b"EXPECT"
 _HOST: Final = b"HOST"
+_new_head: Final = tuple.__new__
 _INTERESTING: Final = frozenset({_CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _EXPECT, _HOST})
 # Codings we can pass through undecoded ahead of chunked (Gunicorn: force close).
 _COMPRESSION_CODINGS: Final = frozenset({b"compress", b"deflate", b"gzip"})
@@ -91,18 +92,11 @@ def build_request_head(
     if force_close or line.method == b"CONNECT":
         keep_alive = False
 
-    return RequestHead(
-        method=line.method,
-        target=line.target,
-        path=line.path,
-        query=line.query,
-        fragment=line.fragment,
-        version=version,
-        headers=tuple(fields),
-        keep_alive=keep_alive,
-        expect_continue=expect_continue,
-        content_length=content_length,
-        chunked=chunked,
+    method, target, path, query, fragment, _ = line
+    # tuple.__new__ builds the named tuple in C (its generated __new__ is Python): one per request.
+    return _new_head(
+        RequestHead,
+        (method, target, path, query, fragment, version, tuple(fields), keep_alive, expect_continue, content_length, chunked),
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 # Gunicorn's hard ceilings (same numbers, so settings behave identically).
@@ -143,7 +144,22 @@ class Limits:
             require_host=require_host,
         )
 
-    @property
+    @cached_property
     def max_field_section(self) -> int:
         """Byte cap for a whole header (or trailer) section, final CRLF included."""
         return self.max_header_count * (self.max_header_field_size + 2) + 4
+
+    @cached_property
+    def field_rules(self) -> tuple[int, int, bool, bool, HeaderMap, frozenset[bytes], bool]:
+        """What ``parse_field_lines`` reads on every call, in one attribute: count and size caps,
+        folding, name stripping, ``header_map``, underscore names allowed, and whether all are."""
+        allowed = self.underscore_names_allowed
+        return (
+            self.max_header_count,
+            self.max_header_field_size,
+            self.permit_obsolete_folding,
+            self.strip_header_spaces,
+            self.header_map,
+            allowed,
+            b"*" in allowed,
+        )

@@ -50,7 +50,7 @@ from typing import Final
 
 from .body import ChunkedReader, LengthReader, take
 from .errors import IncompleteMessage, InvalidRequestLine, LimitRequestLine, ProtocolError
-from .events import CONNECTION_CLOSED, NEED_DATA, EndOfMessage, Event, RequestHead
+from .events import CONNECTION_CLOSED, END_OF_MESSAGE, NEED_DATA, EndOfMessage, Event, RequestHead
 from .fields import FieldSectionScanner, parse_field_lines
 from .framing import build_request_head
 from .limits import Limits
@@ -59,6 +59,7 @@ from .request_line import RequestLine, parse_request_line
 _CR: Final = 0x0D
 _LF: Final = 0x0A
 _DEFAULT_LIMITS: Final = Limits()
+_NO_BODY: Final = LengthReader(0)
 
 
 class ParserState(enum.Enum):
@@ -67,6 +68,14 @@ class ParserState(enum.Enum):
     DONE = "DONE"  # EndOfMessage delivered; call start_next_request()
     CLOSED = "CLOSED"  # peer closed cleanly between requests
     ERROR = "ERROR"  # a ProtocolError was raised; the parser is dead
+
+
+# Module constants: an enum member looked up through its class costs ~50 ns, several times a request.
+_IDLE: Final = ParserState.IDLE
+_BODY: Final = ParserState.BODY
+_DONE: Final = ParserState.DONE
+_CLOSED: Final = ParserState.CLOSED
+_ERROR: Final = ParserState.ERROR
 
 
 class RequestParser:
@@ -91,7 +100,7 @@ class RequestParser:
         self._limits = limits
         self._buf = bytearray()
         self._eof = False
-        self._state = ParserState.IDLE
+        self._state = _IDLE
         self._error: ProtocolError | None = None
         self._head: RequestHead | None = None
         self._reader: ChunkedReader | LengthReader | None = None
@@ -134,7 +143,7 @@ class RequestParser:
             return
         if not data:
             self._eof = True
-        elif self._state is not ParserState.ERROR:
+        elif self._state is not _ERROR:
             self._buf += data
 
     def next_event(self) -> Event:
@@ -142,27 +151,27 @@ class RequestParser:
         if self._error is not None:
             raise self._error.with_traceback(None)
         try:
-            if self._state is ParserState.BODY:
+            if self._state is _BODY:
                 return self._read_body()
-            if self._state is ParserState.IDLE:
+            if self._state is _IDLE:
                 if not self._buf and not self._eof:
                     return NEED_DATA  # the usual state between keep-alive requests
                 return self._read_head()
-            if self._state is ParserState.CLOSED:
+            if self._state is _CLOSED:
                 return CONNECTION_CLOSED
             return NEED_DATA
         except ProtocolError as exc:
             self._error = exc
-            self._state = ParserState.ERROR
+            self._state = _ERROR
             raise
 
     def start_next_request(self) -> None:
         """After ``EndOfMessage``: parse the next (pipelined) request from buffered bytes."""
-        if self._state is not ParserState.DONE:
+        if self._state is not _DONE:
             raise RuntimeError(f"start_next_request() in state {self._state.value}")
         if self._head is not None and not self._head.keep_alive:
             raise RuntimeError("the previous request does not allow another one on this connection")
-        self._state = ParserState.IDLE
+        self._state = _IDLE
         self._head = None
         self._reader = None
         self._preamble_checked = False
@@ -174,6 +183,9 @@ class RequestParser:
 
     def _read_body(self) -> Event:
         reader = self._reader
+        if reader is _NO_BODY:
+            self._state = _DONE
+            return END_OF_MESSAGE
         assert reader is not None
         event = reader.read(self._buf)
         if event is None:
@@ -181,20 +193,24 @@ class RequestParser:
                 raise reader.eof_error()
             return NEED_DATA
         if type(event) is EndOfMessage:
-            self._state = ParserState.DONE
+            self._state = _DONE
         return event
 
     def _wait_for_head(self) -> Event:
         if not self._eof:
             return NEED_DATA
         if not self._buf:
-            self._state = ParserState.CLOSED
+            self._state = _CLOSED
             return CONNECTION_CLOSED
         raise IncompleteMessage("Connection closed before the request head was complete")
 
     def _read_head(self) -> Event:
         buf = self._buf
         limits = self._limits
+        if self._line_end == -1 and self._line_scan == 0 and buf and buf[0] != _CR:
+            head = self._read_whole_head(buf, limits)
+            if head is not None:
+                return head
         if self._line_end == -1:
             if not self._preamble_checked:
                 if len(buf) < 2:
@@ -229,12 +245,34 @@ class RequestParser:
         request_line = self._request_line
         assert request_line is not None
         raw = take(buf, end)
-        fields = parse_field_lines(raw[self._line_end + 1 : end - 2], limits)
-        head = build_request_head(request_line, fields, limits)
+        return self._start_body(build_request_head(request_line, parse_field_lines(raw[self._line_end + 1 : end - 2], limits), limits))
+
+    def _read_whole_head(self, buf: bytearray, limits: Limits) -> RequestHead | None:
+        """The usual case, a whole head already buffered (and nothing scanned yet): the same steps
+        as the incremental path in one go. Anything unusual returns None and that path decides,
+        so verdicts never depend on which path ran."""
+        end = buf.find(b"\r\n\r\n")
+        if end == -1:
+            return None
+        lf = buf.find(b"\n", 0, limits.max_request_line + 2)
+        if lf <= 0 or buf[lf - 1] != _CR or lf - 1 > limits.max_request_line:
+            return None
+        head_end = end + 4  # end >= lf - 1: the request line holds no LF before ``lf``
+        if head_end - (lf + 1) > limits.max_field_section:
+            return None
+        raw = take(buf, head_end)
+        request_line = parse_request_line(raw[: lf - 1], limits)
+        # The section is empty when the request line's CRLF starts the terminator.
+        fields = parse_field_lines(raw[lf + 1 : head_end - 2], limits) if end != lf - 1 else []
+        return self._start_body(build_request_head(request_line, fields, limits))
+
+    def _start_body(self, head: RequestHead) -> RequestHead:
         self._head = head
         if head.chunked:
-            self._reader = ChunkedReader(limits)
+            self._reader = ChunkedReader(self._limits)
+        elif head.content_length:
+            self._reader = LengthReader(head.content_length)
         else:
-            self._reader = LengthReader(head.content_length or 0)
-        self._state = ParserState.BODY
+            self._reader = _NO_BODY  # no state to keep: shared
+        self._state = _BODY
         return head

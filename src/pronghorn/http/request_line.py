@@ -34,6 +34,9 @@ class RequestLine(NamedTuple):
     version: tuple[int, int]
 
 
+_new_line: Final = tuple.__new__  # builds the named tuple in C, skipping its Python-level __new__
+
+
 def parse_request_line(line: bytes, limits: Limits) -> RequestLine:
     # RFC 9112 section 3: request-line = method SP request-target SP HTTP-version.
     # Splitting on single SP: a double space yields an empty target or a
@@ -46,7 +49,7 @@ def parse_request_line(line: bytes, limits: Limits) -> RequestLine:
         method = _check_method(method, limits)
     path, query, fragment = _check_target(method, target)
     version = _COMMON_VERSIONS.get(version_bytes) or _check_version(version_bytes, limits)
-    return RequestLine(method, target, path, query, fragment, version)
+    return _new_line(RequestLine, (method, target, path, query, fragment, version))
 
 
 def _check_method(method: bytes, limits: Limits) -> bytes:

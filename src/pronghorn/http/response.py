@@ -209,8 +209,8 @@ class ResponseFramer:
         if self._head_sent:
             raise RuntimeError("response head already serialised")
         http11 = self._version >= (1, 1)
-        status_line = _status_line(http11, status_code, reason)
-        server_line = _server_line(self._server_header)
+        status_line = _STATUS_LINES.get((http11, status_code, reason)) or _status_line(http11, status_code, reason)
+        server_line = _SERVER_LINES.get(self._server_header) or _server_line(self._server_header)
         # [3] becomes the Connection line, [4] Transfer-Encoding when chunked; the app's headers follow.
         kept: list[bytes] = [status_line, server_line, http_date_line(), b"", b""]
         content_length: int | None = None

@@ -149,7 +149,15 @@ class DirectSink:
         self.timeout = timeout or None
 
     def write(self, data: bytes) -> None:
-        view = memoryview(data)
+        try:
+            sent = os.write(self.fileno, data)  # the usual case: the kernel takes it all at once
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise ClientDisconnected(str(exc)) from exc
+        if sent == len(data):
+            return
+        view = memoryview(data)[sent:]
         while view:
             try:
                 sent = os.write(self.fileno, view)
