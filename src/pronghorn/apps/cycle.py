@@ -127,7 +127,7 @@ class RequestCycle:
         Raises ``ProtocolError`` before the app runs if the request cannot be accepted (contradictory
         scheme headers from a proxy); the worker answers it like a parse error.
         """
-        started = time.monotonic()
+        started = time.monotonic() if self.needs_request else 0.0  # only the access log's %(T)s uses it
         forwarding = self.forwarding
         trusted = client.trusted
         url_scheme = forwarding.url_scheme(head, True, client.url_scheme) if trusted else client.url_scheme

@@ -186,7 +186,9 @@ class ResponseFramer:
 
         After ``end()`` this also turns False when a Content-Length body came up short.
         """
-        return self._keep_alive and not (self._ended and self.short)
+        if not self._keep_alive:
+            return False
+        return not self._ended or self.complete
 
     @property
     def complete(self) -> bool:

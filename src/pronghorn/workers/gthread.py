@@ -31,7 +31,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
 
 from pronghorn.apps.cycle import RequestTimedOut
-from pronghorn.apps.wsgi import Response
+from pronghorn.apps.wsgi import ClientDisconnected, Response
 from pronghorn.http import (
     CONNECTION_CLOSED,
     CONTINUE_RESPONSE,
@@ -128,6 +128,8 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.flow.lose()
+        if self.direct_sink is not None:
+            self.direct_sink.discard()
         self.settle()
         self.worker.connections.discard(self)
         if self.body is not None and not self.busy:
@@ -187,12 +189,16 @@ class HttpConnection(asyncio.Protocol):
             self.body.finish()
         self.busy = True
         self.started = time.monotonic()
-        self.settle()
         worker = self.worker
         worker.busy += 1
+        if self.fresh:
+            self.settle()
+            if worker.pool is None:
+                worker.update_accepting()  # inline, the loop accepts again once this request is answered
         if worker.pool is None:
             if self.direct_sink is None:
-                self.direct_sink = DirectSink(self.transport.get_extra_info("socket").fileno(), worker.cfg.timeout)
+                fileno = self.transport.get_extra_info("socket").fileno()
+                self.direct_sink = DirectSink(fileno, worker.cfg.timeout, lambda: worker.hold(self))
             return self.finish_request(worker.run_inline(self, self.direct_sink))
         worker.update_accepting()
         self.sink = ThreadSink(worker.loop, self.transport, self.flow)
@@ -215,7 +221,8 @@ class HttpConnection(asyncio.Protocol):
             self.body = None
         self.head = None
         worker.handled_request()
-        worker.update_accepting()
+        if worker.pool is not None or not worker.alive:
+            worker.update_accepting()  # inline, capacity does not change with each request
         if response is None or not response.keep_alive or self.closing or self.transport is None:
             self.close()
             return False
@@ -235,17 +242,29 @@ class HttpConnection(asyncio.Protocol):
     # --- output and closing ---
 
     def write_raw(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        if self.transport is not None and not self.transport.is_closing() and self.flush():
             self.transport.write(data)
+
+    def flush(self) -> bool:
+        """Write the responses held by the inline sink; False if the client is gone (then aborted)."""
+        if self.direct_sink is not None:
+            try:
+                self.direct_sink.flush()
+            except ClientDisconnected:
+                self.abort()
+                return False
+        return True
 
     def close(self) -> None:
         self.closing = True
-        if self.transport is not None and not self.transport.is_closing():
+        if self.transport is not None and not self.transport.is_closing() and self.flush():
             self.transport.close()
 
     def abort(self) -> None:
         self.closing = True
         self.flow.lose()
+        if self.direct_sink is not None:
+            self.direct_sink.discard()
         if self.transport is not None:
             self.transport.abort()
 
@@ -267,6 +286,7 @@ class ThreadWorker(Worker):
         self.worker_connections = cfg.worker_connections
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="pronghorn-app") if self.threads > 1 else None
         self.connections: set[HttpConnection] = set()
+        self.held: list[HttpConnection] = []  # connections holding responses until the loop's pass ends
         self.pending_accepts = 0
         self.overflow_check_scheduled = False
         self.fresh = 0  # connections whose first request is not dispatched yet (HttpConnection.fresh)
@@ -367,6 +387,17 @@ class ThreadWorker(Worker):
         finally:
             self.pending_accepts -= 1
             self.update_accepting()  # a connection that failed to set up no longer claims a thread
+
+    def hold(self, conn: HttpConnection) -> None:
+        """A connection holds a response: flush it once the loop has handled every ready one."""
+        self.held.append(conn)
+        if len(self.held) == 1:
+            self.loop.call_soon(self._flush_held)
+
+    def _flush_held(self) -> None:
+        held, self.held = self.held, []
+        for conn in held:
+            conn.flush()
 
     def connection_closed(self) -> None:
         self.update_accepting()
