@@ -11,6 +11,7 @@ freed still counts.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 import time
@@ -257,6 +258,28 @@ def test_pipelined_requests_are_answered_in_order(workdir: Path, shared: Shared,
         assert [body.split(b"|", 1)[1] for _, _, body in answers] == [
             b"GET /first|", b"POST /second|hello world", b"GET /third|"]
         assert [headers["connection"] for _, headers, _ in answers] == ["keep-alive", "keep-alive", "close"]
+
+    if threads == "1":
+        check(shared.port)
+    else:
+        with gthread(workdir, "--threads", threads) as (port, _):
+            check(port)
+
+
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_continue_for_a_pipelined_request_follows_the_previous_response(
+    workdir: Path, shared: Shared, threads: str
+) -> None:
+    # Inline, responses wait for the end of the loop's pass; the 100 Continue for the next request
+    # must still come after the response before it.
+    raw = get("/first") + b"POST /second HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok"
+
+    def check(port: int) -> None:
+        with Client(port) as client:
+            client.send(raw + get("/third", close=True))
+            received = client.wait_closed(timeout=5)
+        assert re.findall(rb"HTTP/1\.1 (\d{3})", received) == [b"200", b"100", b"200", b"200"]
+        assert received.index(b"GET /first|") < received.index(b"100 Continue") < received.index(b"POST /second|ok")
 
     if threads == "1":
         check(shared.port)
