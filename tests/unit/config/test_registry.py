@@ -145,6 +145,7 @@ GUNICORN_DEFAULTS: dict[str, Any] = {
 # Defaults pronghorn changes on purpose; each is explained under "Differs from Gunicorn" in the docs.
 DELIBERATE_DIFFERENCES = {
     "config": "./pronghorn.conf.py",
+    "worker_class": "gthread",
     "logger_class": "pronghorn.logs.Logger",
     "default_proc_name": "pronghorn",
 }

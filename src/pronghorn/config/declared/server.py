@@ -117,12 +117,15 @@ WORKER_PROCESSES = (
         cli=("-k", "--worker-class"),
         meta="STRING",
         validator=validators.class_or_string,
-        default="sync",
-        desc="Kind of worker: a registered name such as 'sync', a dotted path to a worker class, or the class.",
+        default="gthread",
+        desc="Kind of worker: a registered name such as 'gthread' or 'sync', a dotted path to a worker class, or the class.",
         details=(
-            "`sync` serves one request at a time per process. `gthread` is accepted and currently runs "
-            "the sync worker (with a warning at start-up) until the event-loop worker lands. A dotted "
-            "path such as `mypackage.workers.MyWorker` loads a custom worker class.",
+            "`gthread` runs an event loop in each worker: the loop does all socket work and hands the "
+            "application whole requests, inline on the loop thread with `--threads 1` or on a pool of "
+            "`threads` threads, so slow clients never hold an application thread. `sync` serves one "
+            "request per connection at a time per process, as Gunicorn's does. A dotted path such as "
+            "`mypackage.workers.MyWorker` loads a custom worker class.",
+            "Differs from Gunicorn: the default is `'gthread'` (the event-loop worker) instead of `'sync'`.",
         ),
     ),
     Setting(
@@ -134,8 +137,9 @@ WORKER_PROCESSES = (
         default=1,
         desc="Size of each worker's thread pool for running the application.",
         details=(
-            "In Gunicorn, more than one thread with the `sync` worker class quietly selects the threaded "
-            "worker; pronghorn will do the same once that worker lands.",
+            "With `gthread`, 1 runs the application on the event loop's own thread (the fastest for "
+            "applications that do not wait on I/O); more runs it on a pool of that many threads. As in "
+            "Gunicorn, more than one thread with the `sync` worker class selects `gthread`.",
         ),
     ),
     Setting(
