@@ -7,13 +7,12 @@ in append mode and reopened on USR1 so that log rotation works.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any, Protocol, TextIO
 
 from pronghorn.config import Config
@@ -162,7 +161,7 @@ class Logger:
             "h": environ.get("REMOTE_ADDR") or "-",
             "l": "-",
             "u": _basic_auth_user(environ) or "-",
-            "t": datetime.now().astimezone().strftime("[%d/%b/%Y:%H:%M:%S %z]"),
+            "t": time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime()),
             "r": f"{environ.get('REQUEST_METHOD', '-')} {environ.get('RAW_URI', '-')} {environ.get('SERVER_PROTOCOL', '-')}",
             "s": status,
             "m": environ.get("REQUEST_METHOD"),
@@ -203,6 +202,8 @@ def _basic_auth_user(environ: Mapping[str, Any]) -> str | None:
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "basic" or not token:
         return None
+    import base64  # here: only requests with a Basic Authorization header need it
+
     try:
         decoded = base64.b64decode(token.strip(), validate=True).decode("latin-1")
     except (binascii.Error, ValueError):

@@ -64,6 +64,10 @@ def app(environ, start_response):
         total = int(query["mib"]) << 20
         start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(total))])
         return big(total)
+    if path == "/block":  # one large block: the head and this body go out without being joined
+        block = bytes(range(256)) * (int(query["kib"]) << 2)
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(block)))])
+        return [block]
     if path == "/file":  # no Content-Length: chunked around the file on HTTP/1.1
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return environ["wsgi.file_wrapper"](open(os.path.join(os.getcwd(), "data.bin"), "rb"))
@@ -383,6 +387,40 @@ def test_64_mib_upload_costs_far_less_than_64_mib_of_memory(shared: Shared) -> N
 
 
 # --- bounded response buffering --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_one_large_block_to_a_slow_reader_then_the_next_request(workdir: Path, shared: Shared, threads: str) -> None:
+    size = 4 << 20
+    expected = bytes(range(256)) * (size // 256)
+
+    def check(port: int) -> None:
+        with Client(port, timeout=20) as client:
+            client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+            client.send(get(f"/block?kib={size >> 10}") + get("/after"))
+            time.sleep(0.5)  # not reading yet: the server's writes stop part-way
+            data = bytearray()
+            while b"\r\n\r\n" not in data:
+                chunk = client.sock.recv(65536)
+                assert chunk, bytes(data)
+                data += chunk
+            head, _, body = bytes(data).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 ") and b"\r\nContent-Length: %d" % size in head
+            received = bytearray(body)
+            while len(received) < size:
+                chunk = client.sock.recv(1 << 20)
+                assert chunk, f"closed after {len(received)} of {size} bytes"
+                received += chunk
+            client.buffer[:] = received[size:]
+            assert received[:size] == expected
+            status, _, answer = client.response()
+            assert status == 200 and answer.endswith(b"GET /after|")
+
+    if threads == "1":
+        check(shared.port)
+    else:
+        with gthread(workdir, "--threads", threads) as (port, _):
+            check(port)
 
 
 @pytest.mark.parametrize("threads", ["1", "4"])

@@ -4,15 +4,35 @@ from __future__ import annotations
 
 import sys
 from typing import IO, Any
-from urllib.parse import unquote_to_bytes
 
 from pronghorn import SERVER_SOFTWARE
 from pronghorn.apps.wsgi import FileWrapper, InputStream
 from pronghorn.http import RequestHead
+from pronghorn.http.grammar import HEXDIG
 
 
 _UNPREFIXED = {b"CONTENT-TYPE": "CONTENT_TYPE", b"CONTENT-LENGTH": "CONTENT_LENGTH"}
 _FROM_CONNECTION = ("REMOTE_ADDR", "REMOTE_PORT", "SERVER_NAME", "SERVER_PORT")
+
+
+def unquote_to_bytes(data: bytes) -> bytes:
+    """``urllib.parse.unquote_to_bytes`` for bytes: "%XX" decoded, any other "%" kept as it is.
+
+    Here rather than imported: ``urllib.parse`` costs every worker ~0.3 MiB for this one function.
+    """
+    first, *rest = data.split(b"%")
+    if not rest:
+        return data
+    out = [first]
+    for item in rest:
+        pair = item[:2]
+        if len(pair) == 2 and not pair.translate(None, HEXDIG):
+            out.append(bytes((int(pair, 16),)))
+            out.append(item[2:])
+        else:
+            out.append(b"%")
+            out.append(item)
+    return b"".join(out)
 
 
 class ScriptNameMismatch(ValueError):

@@ -25,6 +25,10 @@ from pronghorn.http import (
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
+# Up to this many body bytes, the head and the body are joined into one write (one TCP segment);
+# a larger block goes out as separate pieces (writev) so the body is never copied.
+COALESCE_LIMIT = 64 * 1024
+
 
 class BodySource(Protocol):
     def read(self, size: int) -> bytes:
@@ -34,6 +38,9 @@ class BodySource(Protocol):
 class ResponseSink(Protocol):
     def write(self, data: bytes) -> None:
         """Send bytes to the client (all of them, or raise ``OSError``)."""
+
+    # Optional: ``write_parts(parts: list[bytes])`` sends the pieces in order without joining them
+    # (writev); ``Response`` falls back to one ``write()`` per piece for sinks without it.
 
     def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
         """Send ``count`` bytes of ``file`` from ``offset`` (the kernel's sendfile where it can)."""
@@ -227,7 +234,11 @@ class Response:
         if not self.headers_sent:
             # The head goes out with the first block: one write, one TCP segment.
             head = self._head()
-            self.send(head + self.framer.body(bytes(data)))
+            body = self.framer.body(bytes(data))
+            if len(body) <= COALESCE_LIMIT:
+                self.send(head + body)
+            else:
+                self.send_parts([head, body])
             return
         framed = self.framer.body(bytes(data))
         if framed:
@@ -241,7 +252,12 @@ class Response:
                 framer = self.framer
                 head = framer.head(self.status_code, self.reason, self.headers)
                 self.headers_sent = True
-                self.send(head + framer.body(block) + framer.end())
+                body = framer.body(block)
+                if len(body) <= COALESCE_LIMIT:
+                    self.send(head + body + framer.end())
+                else:  # joined, a large body would be copied whole: the pieces go out as they are
+                    tail = framer.end()
+                    self.send_parts([head, body, tail] if tail else [head, body])
                 return
         for chunk in result:
             if chunk or not self.headers_sent:
@@ -259,6 +275,18 @@ class Response:
         """Write to the client; a failure means it is gone (never confused with app errors)."""
         try:
             self.sink.write(data)
+        except OSError as exc:
+            raise ClientDisconnected(str(exc)) from exc
+
+    def send_parts(self, parts: list[bytes]) -> None:
+        """``send()`` for pieces that would be costly to join (``writev`` where the sink has it)."""
+        try:
+            write_parts = getattr(self.sink, "write_parts", None)
+            if write_parts is not None:
+                write_parts(parts)
+            else:
+                for part in parts:
+                    self.sink.write(part)
         except OSError as exc:
             raise ClientDisconnected(str(exc)) from exc
 

@@ -11,7 +11,6 @@ import importlib
 import importlib.machinery
 import importlib.util
 import os
-import shlex
 import sys
 import traceback
 from collections.abc import Mapping
@@ -31,7 +30,11 @@ def process_environ() -> Mapping[str, str]:
 def env_args(environ: Mapping[str, str]) -> list[str]:
     """Extra command-line arguments from ``PRONGHORN_CMD_ARGS`` (shell-style quoting)."""
     text = environ.get(ENV_ARGS_VARIABLE, "")
+    if not text.strip():
+        return []
     try:
+        import shlex  # only when there is a command line to split
+
         return shlex.split(text)
     except ValueError as exc:
         raise ConfigError(f"Invalid value for {ENV_ARGS_VARIABLE}: {text!r} ({exc})") from None

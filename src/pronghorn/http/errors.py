@@ -12,12 +12,17 @@ are not protocol errors: they raise :class:`InvalidResponseHeader`, a
 
 from __future__ import annotations
 
-import html
 from typing import ClassVar
 
 from .dates import http_date
 
 _SHOW_LIMIT = 64
+# html.escape() without importing ``html``, whose entity table alone is ~0.5 MiB in every worker.
+_HTML_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"})
+
+
+def _html_escape(text: str) -> str:
+    return text.translate(_HTML_ESCAPES)
 
 
 def show(data: bytes | str, limit: int = _SHOW_LIMIT) -> str:
@@ -50,10 +55,10 @@ def error_response(status: int, reason: str, message: str) -> bytes:
     title = f"{status} {reason}"
     body = (
         "<html>\n"
-        f"  <head><title>{html.escape(title)}</title></head>\n"
+        f"  <head><title>{_html_escape(title)}</title></head>\n"
         "  <body>\n"
-        f"    <h1>{html.escape(reason)}</h1>\n"
-        f"    <p>{html.escape(message)}</p>\n"
+        f"    <h1>{_html_escape(reason)}</h1>\n"
+        f"    <p>{_html_escape(message)}</p>\n"
         "  </body>\n"
         "</html>\n"
     ).encode("ascii", "xmlcharrefreplace")

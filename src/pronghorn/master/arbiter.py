@@ -12,7 +12,6 @@ from __future__ import annotations
 import gc
 import os
 import queue
-import random
 import signal
 import sys
 import time
@@ -339,7 +338,8 @@ class Arbiter:
     def manage_workers(self) -> None:
         while len(self.workers) < self.num_workers:
             self.spawn_worker()
-            time.sleep(0.1 * random.random())
+            # Not ``random.random()``: the module would be in every worker (it is inherited from here).
+            time.sleep(0.1 * int.from_bytes(os.urandom(2), "big") / 65536)
         if len(self.workers) > self.num_workers:
             oldest_first = sorted(self.workers.items(), key=lambda item: item[1].age)
             for pid, _ in oldest_first[: len(self.workers) - self.num_workers]:

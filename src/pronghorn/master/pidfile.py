@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 
 class Pidfile:
@@ -16,6 +15,8 @@ class Pidfile:
         other = self.read_live_pid()
         if other is not None and other != pid:
             raise RuntimeError(f"Already running on PID {other} (or pid file '{self.path}' is stale)")
+        import tempfile  # here: only a server with a pidfile pays for it (and shutil, zlib, bz2, lzma)
+
         directory = os.path.dirname(os.path.abspath(self.path))
         fd, temp = tempfile.mkstemp(dir=directory, prefix=".pronghorn-pid-")
         with os.fdopen(fd, "w") as handle:

@@ -8,7 +8,6 @@ Subclasses implement ``run()`` and use ``notify()``, ``alive`` and ``handled_req
 from __future__ import annotations
 
 import os
-import random
 import signal
 import sys
 import time
@@ -23,10 +22,10 @@ from pronghorn.logs import Logger
 from pronghorn.net.listeners import Listener
 from pronghorn.workers.heartbeat import Heartbeat
 from pronghorn.workers.privileges import chown_for, switch_user
-from pronghorn.workers.reloader import Reloader, app_serving_traceback, make_reloader
 
 if TYPE_CHECKING:
     from pronghorn.app.base import BaseApplication
+    from pronghorn.workers.reloader import Reloader
 
 # Signals the master may have left with handlers; the child starts from default dispositions.
 _RESET_SIGNALS = ("SIGABRT", "SIGHUP", "SIGQUIT", "SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGCHLD")
@@ -35,6 +34,11 @@ _RESET_SIGNALS = ("SIGABRT", "SIGHUP", "SIGQUIT", "SIGINT", "SIGTERM", "SIGUSR1"
 # Reading /proc costs a few microseconds; twice a second is plenty to catch a leak.
 MEMORY_CHECK_INTERVAL = 0.5
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _random_below(n: int) -> int:
+    """A random integer in [0, n), without the ``random`` module (~0.1 MiB each worker would inherit)."""
+    return int.from_bytes(os.urandom(8), "big") % n
 
 
 def resident_memory_mib() -> float:
@@ -74,7 +78,7 @@ class Worker:
         self.alive = True
         self.draining = False
         self.nr = 0
-        jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests_jitter > 0 else 0
+        jitter = _random_below(cfg.max_requests_jitter + 1) if cfg.max_requests_jitter > 0 else 0
         self.max_requests = cfg.max_requests + jitter if cfg.max_requests > 0 else sys.maxsize
         self.tmp = Heartbeat(cfg.worker_tmp_dir)
         chown_for(self.tmp.fileno(), cfg.user, cfg.group)  # a worker running as another user must touch it
@@ -99,7 +103,8 @@ class Worker:
         self.pid = os.getpid()
         os.environ.update(self.cfg.env)
         switch_user(self.cfg.user, self.cfg.group, initgroups=self.cfg.initgroups, log=self.log.warning)
-        random.seed()
+        if "random" in sys.modules:  # imported by the app or a hook before the fork: not the master's sequence
+            sys.modules["random"].seed()
         self._wake_read, self._wake_write = os.pipe()
         for fd in (self._wake_read, self._wake_write):
             os.set_blocking(fd, False)
@@ -107,6 +112,8 @@ class Worker:
         self.log.close_on_exec()
         self.init_signals()
         if self.cfg.reload:
+            from pronghorn.workers.reloader import make_reloader  # only with reload (ctypes, glob, ...)
+
             self.reloader = make_reloader(self.cfg.reload_engine, self.cfg.reload_extra_files, self._source_changed)
             self.reloader.start()
         self.load_wsgi()
@@ -130,6 +137,8 @@ class Worker:
             self.log.exception("Application has a syntax error; serving the traceback until it is fixed")
             if exc.filename:
                 self.reloader.add_extra_file(exc.filename)
+            from pronghorn.workers.reloader import app_serving_traceback
+
             self.wsgi = app_serving_traceback(exc)
         except (AppImportError, ImportError) as exc:
             self.log.error("Failed to load the application: %s", exc)

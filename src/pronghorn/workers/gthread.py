@@ -60,12 +60,19 @@ OVERFLOW_WAIT = 0.02
 STOP_LINGER = 2.0  # how long an idle keep-alive connection is kept once the worker is stopping
 
 
+# Imported with this module, i.e. in the master before it forks (the master resolves the worker
+# class): the extension's start-up code then runs once, and its memory is shared with the workers
+# instead of being built again (and touched) in each of them.
+try:
+    import uvloop as _uvloop
+except ImportError:  # pragma: no cover - uvloop is optional
+    _uvloop = None  # type: ignore[assignment]
+
+
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
+    if _uvloop is None:
         return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+    return _uvloop.new_event_loop()
 
 
 class HttpConnection(asyncio.Protocol):

@@ -15,7 +15,6 @@ import asyncio
 import concurrent.futures
 import os
 import select
-import tempfile
 import threading
 from collections.abc import Callable
 from typing import IO
@@ -55,6 +54,8 @@ class SpooledBody:
             return
         self._chunks.append(data)
         if self._size > SPILL_THRESHOLD:
+            import tempfile  # only once a body spills (tempfile pulls in shutil, zlib, bz2, lzma)
+
             self._file = tempfile.TemporaryFile(dir=self._directory)
             self._file.write(b"".join(self._chunks))
             self._chunks = []
@@ -198,6 +199,26 @@ class DirectSink:
                 raise ClientDisconnected(str(exc)) from exc
             view = view[sent:]
 
+    def write_parts(self, parts: list[bytes]) -> None:
+        """Several pieces in one ``writev`` (a large body is sent from where it is, not copied)."""
+        self.flush()  # what is held goes first
+        views = [memoryview(part) for part in parts if part]
+        while views:
+            try:
+                sent = os.writev(self.fileno, views)
+            except BlockingIOError:
+                self._wait_writable()
+                continue
+            except OSError as exc:
+                raise ClientDisconnected(str(exc)) from exc
+            while sent:
+                size = views[0].nbytes
+                if sent < size:
+                    views[0] = views[0][sent:]
+                    break
+                sent -= size
+                del views[0]
+
     def _wait_writable(self) -> None:
         _, writable, _ = select.select([], [self.fileno], [], self.timeout)
         if not writable:
@@ -236,6 +257,19 @@ class ThreadSink:
             self.queued += len(data)
         self.loop.call_soon_threadsafe(self._write, data)
 
+    def write_parts(self, parts: list[bytes]) -> None:
+        """Several pieces at once; the transport's ``writelines`` keeps them as they are (uvloop: writev)."""
+        size = sum(len(part) for part in parts)
+        flow = self.flow
+        with flow.condition:
+            while (flow.paused or self.queued > HIGH_WATER) and not flow.lost:
+                flow.condition.wait(1.0)
+            if flow.lost:
+                raise ClientDisconnected("connection closed by the client")
+            self.started = True
+            self.queued += size
+        self.loop.call_soon_threadsafe(self._write_parts, parts, size)
+
     def take_over(self) -> bool:
         """From the loop: stop the application's output. True if none of it was sent yet."""
         with self.flow.condition:
@@ -248,6 +282,13 @@ class ThreadSink:
             self.transport.write(data)  # may pause writing (``flow.paused``) before the thread wakes
         with self.flow.condition:
             self.queued -= len(data)
+            self.flow.condition.notify_all()
+
+    def _write_parts(self, parts: list[bytes], size: int) -> None:
+        if not self.transport.is_closing():
+            self.transport.writelines(parts)
+        with self.flow.condition:
+            self.queued -= size
             self.flow.condition.notify_all()
 
     def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:

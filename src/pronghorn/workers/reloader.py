@@ -20,7 +20,6 @@ Two engines notice changes:
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fnmatch
 import glob
@@ -262,6 +261,9 @@ class _Libc:
     def __init__(self) -> None:
         if not sys.platform.startswith("linux"):
             raise RuntimeError(f"inotify is unavailable: it is a Linux interface and this is {sys.platform}")
+        import ctypes  # here, not at the top: only the inotify engine needs it
+
+        self.get_errno = ctypes.get_errno
         # CDLL(None) is the running program's own symbol table, which includes libc on Linux.
         lib = ctypes.CDLL(None, use_errno=True)
         try:
@@ -285,7 +287,7 @@ class InotifyReloader(_WatcherThread):
         self._libc = _Libc()
         fd = self._libc.init1(IN_NONBLOCK | IN_CLOEXEC)
         if fd < 0:
-            err = ctypes.get_errno()
+            err = self._libc.get_errno()
             raise RuntimeError(f"inotify is unavailable: inotify_init1 failed: {os.strerror(err)}")
         self._fd: int = fd
         # stop() writes to this pipe so the thread leaves its poll() at once.
@@ -345,7 +347,7 @@ class InotifyReloader(_WatcherThread):
         if wd < 0:
             # Missing or unreadable directories (e.g. modules imported from a zip) are skipped; a
             # directory that appears later is tried again at the next rescan.
-            err = ctypes.get_errno()
+            err = self._libc.get_errno()
             if err not in (errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.ENOSPC):
                 raise OSError(err, f"inotify_add_watch({directory!r}) failed: {os.strerror(err)}")
             return

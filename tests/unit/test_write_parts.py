@@ -1,0 +1,87 @@
+"""A large single-block body is sent without being joined to its head (no copy of the body)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+from pronghorn.apps.wsgi import COALESCE_LIMIT, Response
+from pronghorn.http import ResponseFramer
+from pronghorn.workers.loop_io import DirectSink
+
+
+class Recorder:
+    """A sink that keeps what it is given, as given."""
+
+    def __init__(self, parts: bool) -> None:
+        self.calls: list[tuple[str, list[bytes]]] = []
+        if parts:
+            self.write_parts = lambda parts: self.calls.append(("parts", list(parts)))
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", [data]))
+
+    def sendfile(self, file: object, offset: int, count: int) -> None:
+        raise AssertionError("not used")
+
+
+def respond(sink: Recorder, body: bytes) -> None:
+    framer = ResponseFramer(request_method=b"GET", request_version=(1, 1), keep_alive=True, server_header=b"t")
+    response = Response(framer, sink)  # type: ignore[arg-type]
+    response.start_response("200 OK", [("Content-Length", str(len(body)))])
+    response.write_all([body])
+    response.finish()
+
+
+def test_small_body_is_one_write_with_its_head() -> None:
+    sink = Recorder(parts=True)
+    respond(sink, b"x" * 100)
+    assert [kind for kind, _ in sink.calls] == ["write"]
+    assert sink.calls[0][1][0].endswith(b"\r\n\r\n" + b"x" * 100)
+
+
+def test_large_body_is_handed_over_as_is() -> None:
+    body = b"y" * (COALESCE_LIMIT + 1)
+    sink = Recorder(parts=True)
+    respond(sink, body)
+    assert len(sink.calls) == 1 and sink.calls[0][0] == "parts"
+    head, sent = sink.calls[0][1]
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")
+    assert sent is body  # the very object: not copied
+
+
+def test_sink_without_write_parts_gets_one_write_per_piece() -> None:
+    body = b"z" * (COALESCE_LIMIT + 1)
+    sink = Recorder(parts=False)
+    respond(sink, body)
+    assert [kind for kind, _ in sink.calls] == ["write", "write"]
+    assert sink.calls[1][1][0] is body
+
+
+def test_direct_sink_write_parts_survives_partial_writes() -> None:
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    ours.setblocking(False)
+    held = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"  # an earlier pipelined response, held
+    parts = [b"head\r\n\r\n", bytes(range(256)) * 8192, b"", b"tail"]  # 2 MiB between two small pieces
+    expected = held + b"".join(parts)
+    received = bytearray()
+
+    def read() -> None:
+        while len(received) < len(expected):
+            chunk = theirs.recv(7000)  # small reads: many partial writes on the other side
+            if not chunk:
+                return
+            received.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        sink = DirectSink(ours.fileno(), 10.0, lambda: None)
+        sink.write(held)
+        sink.write_parts(parts)
+        reader.join(10)
+        assert bytes(received) == expected
+    finally:
+        ours.close()
+        theirs.close()
