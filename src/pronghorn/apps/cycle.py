@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pronghorn import SERVER_SOFTWARE
-from pronghorn.apps.environ import build_environ, connection_environ
+from pronghorn.apps.environ import build_environ, shared_environ
 from pronghorn.apps.forwarding import ForwardingPolicy
 from pronghorn.apps.wsgi import BodySource, ClientDisconnected, FileWrapper, InputStream, Response, ResponseSink
 from pronghorn.http import Limits, ProtocolError, RequestHead, ResponseFramer
@@ -51,16 +51,23 @@ class Request:
 class ClientConnection:
     """One client connection as the request cycle sees it (the same for all its requests)."""
 
-    __slots__ = ("peer", "trusted", "limits", "url_scheme", "environ")
+    __slots__ = ("peer", "remote", "trusted", "limits", "url_scheme", "environ")
 
     def __init__(
-        self, peer: tuple[str, int] | str | None, trusted: bool, limits: Limits, url_scheme: str, environ: dict[str, Any]
+        self,
+        peer: tuple[str, int] | str | None,
+        remote: tuple[str, str | None],
+        trusted: bool,
+        limits: Limits,
+        url_scheme: str,
+        environ: dict[str, Any],
     ) -> None:
         self.peer = peer
+        self.remote = remote  # REMOTE_ADDR and REMOTE_PORT
         self.trusted = trusted  # a proxy in forwarded_allow_ips: its scheme and forwarder headers count
         self.limits = limits  # for this connection's parser
         self.url_scheme = url_scheme
-        self.environ = environ  # the entries every request's environ starts from
+        self.environ = environ  # the entries every request's environ starts from (shared by a listener's connections)
 
 
 def _path(head: RequestHead, environ: dict[str, Any] | None) -> str:
@@ -97,6 +104,7 @@ class RequestCycle:
             casefold_http_method=cfg.casefold_http_method,
             header_map=cfg.header_map,
         )
+        self._shared_environs: dict[tuple[Any, str, bool], dict[str, Any]] = {}
         self._untrusted_limits = Limits.from_settings(**limits)
         self._trusted_limits = Limits.from_settings(**limits, forwarder_headers=cfg.forwarder_headers)
 
@@ -111,13 +119,17 @@ class RequestCycle:
     ) -> ClientConnection:
         """What every request on a new connection shares, worked out once."""
         trusted = self.forwarding.trusts(peer)
-        environ = connection_environ(
-            peer=peer, server=server, url_scheme=url_scheme, multithread=multithread, multiprocess=self.multiprocess
-        )
-        if sock is not None:
-            environ["pronghorn.socket"] = environ["gunicorn.socket"] = sock
+        key = (server, url_scheme, multithread)
+        environ = self._shared_environs.get(key)
+        if environ is None:
+            environ = self._shared_environs[key] = shared_environ(
+                server=server, url_scheme=url_scheme, multithread=multithread, multiprocess=self.multiprocess
+            )
+        if sock is not None:  # Gunicorn's sync worker shows the socket to the app; one connection's own
+            environ = {**environ, "pronghorn.socket": sock, "gunicorn.socket": sock}
         limits = self._trusted_limits if trusted else self._untrusted_limits
-        return ClientConnection(peer, trusted, limits, url_scheme, environ)
+        remote = (peer[0], str(peer[1])) if isinstance(peer, tuple) else (peer or "", None)
+        return ClientConnection(peer, remote, trusted, limits, url_scheme, environ)
 
     def run(
         self, head: RequestHead, body: BodySource, sink: ResponseSink, client: ClientConnection, *, keep_alive: bool = True
@@ -148,6 +160,7 @@ class RequestCycle:
             environ = build_environ(
                 head,
                 client.environ,
+                remote=client.remote,
                 body=stream,
                 url_scheme=url_scheme,
                 script_name=self.script_name,
@@ -160,7 +173,7 @@ class RequestCycle:
             self.log.debug("Client %s disconnected: %s", client.peer, exc)
         except ProtocolError as exc:  # the request body turned out to be malformed
             response.failed = True
-            self.log.warning("Invalid request from ip=%s: %s", client.environ.get("REMOTE_ADDR"), exc)
+            self.log.warning("Invalid request from ip=%s: %s", client.remote[0], exc)
             if exc.respond and not response.headers_sent:
                 response.send_error(exc.status, exc.reason, str(exc))
         except RequestTimedOut as exc:

@@ -12,7 +12,7 @@ from pronghorn.http.grammar import HEXDIG
 
 
 _UNPREFIXED = {b"CONTENT-TYPE": "CONTENT_TYPE", b"CONTENT-LENGTH": "CONTENT_LENGTH"}
-_FROM_CONNECTION = ("REMOTE_ADDR", "REMOTE_PORT", "SERVER_NAME", "SERVER_PORT")
+_FROM_SERVER = ("SERVER_NAME", "SERVER_PORT")
 
 
 def unquote_to_bytes(data: bytes) -> bytes:
@@ -54,16 +54,15 @@ def _split_host(host: str, url_scheme: str) -> tuple[str, str]:
     return name, port or ("443" if url_scheme == "https" else "80")
 
 
-def connection_environ(
+def shared_environ(
     *,
-    peer: tuple[str, int] | str | None,
     server: tuple[str, int] | str,
     url_scheme: str,
     multithread: bool,
     multiprocess: bool,
     errors: IO[str] = sys.stderr,
 ) -> dict[str, Any]:
-    """The environ entries every request on one connection shares; ``build_environ`` copies them."""
+    """The environ entries every request on a listener shares; ``build_environ`` copies them."""
     environ: dict[str, Any] = {
         "SERVER_SOFTWARE": SERVER_SOFTWARE,
         "wsgi.version": (1, 0),
@@ -75,10 +74,6 @@ def connection_environ(
         "wsgi.run_once": False,
         "wsgi.file_wrapper": FileWrapper,
     }
-    if isinstance(peer, tuple):
-        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = peer[0], str(peer[1])
-    else:
-        environ["REMOTE_ADDR"] = peer or ""
     if isinstance(server, tuple):
         environ["SERVER_NAME"], environ["SERVER_PORT"] = server[0], str(server[1])
     return environ
@@ -88,12 +83,15 @@ def build_environ(
     head: RequestHead,
     shared: dict[str, Any],
     *,
+    remote: tuple[str, str | None],
     body: InputStream,
     url_scheme: str,
     script_name: str,
     forwarded: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The PEP 3333 environ for one request: a fresh dict from the connection's ``shared`` entries.
+    """The PEP 3333 environ for one request: a fresh dict from the listener's ``shared`` entries.
+
+    ``remote`` is REMOTE_ADDR and REMOTE_PORT (None for a unix socket, which has no port).
 
     ``script_name`` comes from the server's environment; ``forwarded`` holds what a trusted proxy
     set (``SCRIPT_NAME``, ``PATH_INFO``, ``REMOTE_USER``...), which wins.
@@ -132,9 +130,12 @@ def build_environ(
     if forwarded:
         environ.update(forwarded)
         environ["SCRIPT_NAME"], environ["PATH_INFO"] = script_name, path_info
-        for key in _FROM_CONNECTION:  # the socket's own addresses are not the proxy's to change
+        for key in _FROM_SERVER:  # the socket's own addresses are not the proxy's to change
             if key in shared:
                 environ[key] = shared[key]
+    environ["REMOTE_ADDR"], port = remote
+    if port is not None:
+        environ["REMOTE_PORT"] = port
     if "SERVER_NAME" not in shared:  # a unix socket has no name or port: take them from Host
         environ["SERVER_NAME"], environ["SERVER_PORT"] = _split_host(host_header, url_scheme)
     return environ

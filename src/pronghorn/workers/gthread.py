@@ -78,6 +78,12 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 class HttpConnection(asyncio.Protocol):
     """One client connection: parse, collect the body, run the request, keep alive or close."""
 
+    # A worker may hold thousands of idle keep-alive connections: no per-instance dict.
+    __slots__ = (
+        "worker", "listener", "peer", "client", "parser", "transport", "head", "body", "busy", "closing",
+        "reading_paused", "deadline", "started", "flow", "sink", "direct_sink", "fresh",
+    )
+
     def __init__(self, worker: ThreadWorker, listener: Listener, peer: Any) -> None:
         self.worker = worker
         self.listener = listener
@@ -93,7 +99,8 @@ class HttpConnection(asyncio.Protocol):
         self.reading_paused = False
         self.deadline = time.monotonic() + worker.header_timeout
         self.started = 0.0
-        self.flow = FlowControl()
+        # Only application threads wait on flow control; inline, the loop thread writes itself.
+        self.flow = FlowControl() if worker.pool is not None else None
         self.sink: ThreadSink | None = None
         self.direct_sink: DirectSink | None = None  # inline mode: the socket itself, made once
         self.fresh = False  # accepted, first request not dispatched yet (counted in ``worker.fresh``)
@@ -134,7 +141,8 @@ class HttpConnection(asyncio.Protocol):
         return True  # half-close: a pipelined request may still be answered
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.flow.lose()
+        if self.flow is not None:
+            self.flow.lose()
         if self.direct_sink is not None:
             self.direct_sink.discard()
         self.settle()
@@ -144,10 +152,12 @@ class HttpConnection(asyncio.Protocol):
         self.worker.connection_closed()
 
     def pause_writing(self) -> None:
-        self.flow.pause()
+        if self.flow is not None:
+            self.flow.pause()
 
     def resume_writing(self) -> None:
-        self.flow.resume()
+        if self.flow is not None:
+            self.flow.resume()
 
     # --- request handling ---
 
@@ -208,6 +218,7 @@ class HttpConnection(asyncio.Protocol):
                 self.direct_sink = DirectSink(fileno, worker.cfg.timeout, lambda: worker.hold(self))
             return self.finish_request(worker.run_inline(self, self.direct_sink))
         worker.update_accepting()
+        assert self.flow is not None
         self.sink = ThreadSink(worker.loop, self.transport, self.flow)
         future = worker.loop.run_in_executor(worker.pool, worker.run_request, self, self.sink)
         future.add_done_callback(self._request_finished)
@@ -269,7 +280,8 @@ class HttpConnection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.closing = True
-        self.flow.lose()
+        if self.flow is not None:
+            self.flow.lose()
         if self.direct_sink is not None:
             self.direct_sink.discard()
         if self.transport is not None:
