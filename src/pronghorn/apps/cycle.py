@@ -14,13 +14,16 @@ from typing import TYPE_CHECKING, Any
 from pronghorn import SERVER_SOFTWARE
 from pronghorn.apps.environ import build_environ, shared_environ
 from pronghorn.apps.forwarding import ForwardingPolicy
-from pronghorn.apps.wsgi import BodySource, ClientDisconnected, FileWrapper, InputStream, Response, ResponseSink
+from pronghorn.apps.wsgi import NO_BODY, BodySource, ClientDisconnected, FileWrapper, InputStream, Response, ResponseSink
 from pronghorn.http import Limits, ProtocolError, RequestHead, ResponseFramer
 
 if TYPE_CHECKING:
     from pronghorn.workers.base import Worker
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+# ``wsgi.input`` of every request without a body: nothing to read, so it never changes.
+EMPTY_INPUT = InputStream(NO_BODY)
 
 
 class RequestTimedOut(Exception):
@@ -150,7 +153,10 @@ class RequestCycle:
             server_header=self.server_header,
         )
         response = Response(framer, sink)
-        stream = InputStream(body, self._continue_sender(head, response) if head.expect_continue else None)
+        if head.chunked or head.content_length:
+            stream = InputStream(body, self._continue_sender(head, response) if head.expect_continue else None)
+        else:
+            stream = EMPTY_INPUT  # most requests: nothing to read, nothing to allocate
         # The hook-facing request is only built when something will look at it.
         req = Request(head, client.peer, url_scheme, stream) if self.needs_request else None
         if self.pre_request is not None:

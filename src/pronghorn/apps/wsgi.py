@@ -35,6 +35,16 @@ class BodySource(Protocol):
         """Up to ``size`` bytes of the request body (at least 1 unless the body has ended)."""
 
 
+class _NoBody:
+    """The body of a request that has none (most requests): nothing to allocate, read or close."""
+
+    def read(self, size: int) -> bytes:
+        return b""
+
+
+NO_BODY = _NoBody()
+
+
 class ResponseSink(Protocol):
     def write(self, data: bytes) -> None:
         """Send bytes to the client (all of them, or raise ``OSError``)."""

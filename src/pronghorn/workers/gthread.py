@@ -31,7 +31,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
 
 from pronghorn.apps.cycle import RequestTimedOut
-from pronghorn.apps.wsgi import ClientDisconnected, Response
+from pronghorn.apps.wsgi import NO_BODY, ClientDisconnected, Response
 from pronghorn.http import (
     CONNECTION_CLOSED,
     CONTINUE_RESPONSE,
@@ -45,7 +45,7 @@ from pronghorn.http import (
 )
 from pronghorn.net.listeners import Listener
 from pronghorn.workers.base import Worker
-from pronghorn.workers.loop_io import NO_BODY, DirectSink, FlowControl, SpooledBody, ThreadSink
+from pronghorn.workers.loop_io import DirectSink, FlowControl, SpooledBody, ThreadSink
 
 if TYPE_CHECKING:
     from pronghorn.apps.wsgi import ResponseSink

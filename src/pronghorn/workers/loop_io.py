@@ -84,16 +84,6 @@ class SpooledBody:
         self._memory = b""
 
 
-class _NoBody:
-    """The body of a request that has none (most requests): nothing to allocate, read or close."""
-
-    def read(self, size: int) -> bytes:
-        return b""
-
-
-NO_BODY = _NoBody()
-
-
 class FlowControl:
     """Transport flow control as seen from the application's side (shared by the sinks)."""
 
