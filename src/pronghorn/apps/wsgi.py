@@ -128,6 +128,11 @@ class InputStream:
             while chunk := self._fill(65536):
                 parts.append(chunk)
             return b"".join(parts)
+        if not self._buffer and size > 0:
+            chunk = self._fill(max(size, 8192))
+            if len(chunk) == size or not chunk:
+                return chunk  # the usual read: handed over as it came, not copied
+            self._buffer = chunk
         while len(self._buffer) < size:
             chunk = self._fill(max(size - len(self._buffer), 8192))
             if not chunk:

@@ -73,6 +73,9 @@ class SpooledBody:
     def read(self, size: int) -> bytes:
         if self._reader is not None:
             return self._reader.read(size)
+        if self._offset == 0 and size >= len(self._memory):
+            data, self._memory = self._memory, b""  # the whole body in one read: no copy
+            return data
         data = self._memory[self._offset : self._offset + size]
         self._offset += len(data)
         return data
