@@ -269,10 +269,10 @@ class Response:
                 self.headers_sent = True
                 body = framer.body(block)
                 if len(body) <= COALESCE_LIMIT:
-                    self.send(head + body + framer.end())
+                    self.send(head + body + framer.end(), last=True)
                 else:  # joined, a large body would be copied whole: the pieces go out as they are
                     tail = framer.end()
-                    self.send_parts([head, body, tail] if tail else [head, body])
+                    self.send_parts([head, body, tail] if tail else [head, body], last=True)
                 return
         for chunk in result:
             if chunk or not self.headers_sent:
@@ -280,23 +280,28 @@ class Response:
 
     def finish(self) -> None:
         if not self.headers_sent:
-            self.send(self._head() + self.framer.end())
+            self.send(self._head() + self.framer.end(), last=True)
             return
         tail = self.framer.end()
         if tail:
-            self.send(tail)
+            self.send(tail, last=True)
 
-    def send(self, data: bytes) -> None:
-        """Write to the client; a failure means it is gone (never confused with app errors)."""
+    def send(self, data: bytes, last: bool = False) -> None:
+        """Write to the client; a failure means it is gone (never confused with app errors).
+        ``last``: the response's final bytes, which a sink with ``write_last`` may send later."""
+        write_last = getattr(self.sink, "write_last", None) if last else None
         try:
-            self.sink.write(data)
+            if write_last is not None:
+                write_last([data])
+            else:
+                self.sink.write(data)
         except OSError as exc:
             raise ClientDisconnected(str(exc)) from exc
 
-    def send_parts(self, parts: list[bytes]) -> None:
+    def send_parts(self, parts: list[bytes], last: bool = False) -> None:
         """``send()`` for pieces that would be costly to join (``writev`` where the sink has it)."""
         try:
-            write_parts = getattr(self.sink, "write_parts", None)
+            write_parts = (last and getattr(self.sink, "write_last", None)) or getattr(self.sink, "write_parts", None)
             if write_parts is not None:
                 write_parts(parts)
             else:

@@ -26,7 +26,6 @@ import os
 import signal
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -45,7 +44,7 @@ from pronghorn.http import (
 )
 from pronghorn.net.listeners import Listener
 from pronghorn.workers.base import Worker
-from pronghorn.workers.loop_io import DirectSink, FlowControl, SpooledBody, ThreadSink
+from pronghorn.workers.loop_io import AppThreads, DirectSink, FlowControl, SpooledBody, ThreadSink
 
 if TYPE_CHECKING:
     from pronghorn.apps.wsgi import ResponseSink
@@ -67,6 +66,22 @@ try:
     import uvloop as _uvloop
 except ImportError:  # pragma: no cover - uvloop is optional
     _uvloop = None  # type: ignore[assignment]
+
+
+def keep_heap() -> None:
+    """glibc frees of 64 KiB and more trim the heap top once 128 KiB are free there, so every 64 KiB
+    request body is faulted in afresh (8 page faults per upload). Keep up to 8 MiB; a fixed mmap
+    threshold goes with it (setting one turns off glibc's dynamic one). MALLOC_*_ settings win."""
+    if any(k in os.environ for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")):
+        return
+    try:
+        import ctypes  # here: this worker has no other use for it (about 0.7 MiB)
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD
+    mallopt(-1, 8 << 20)  # M_TRIM_THRESHOLD
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -220,12 +235,14 @@ class HttpConnection(asyncio.Protocol):
         worker.update_accepting()
         assert self.flow is not None
         self.sink = ThreadSink(worker.loop, self.transport, self.flow)
-        future = worker.loop.run_in_executor(worker.pool, worker.run_request, self, self.sink)
-        future.add_done_callback(self._request_finished)
+        worker.pool.submit(worker.busy, worker.run_pooled, self, self.sink)
         return False
 
-    def _request_finished(self, future: asyncio.Future[Response | None]) -> None:
-        if self.finish_request(None if future.cancelled() or future.exception() else future.result()):
+    def request_finished(self, response: Response | None, final: list[bytes]) -> None:
+        """From the pool thread, with the response's last bytes (``ThreadSink.write_last``)."""
+        if final and self.flow is not None and not self.flow.lost and self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(final)
+        if self.finish_request(response):
             self.process()
 
     def finish_request(self, response: Response | None) -> bool:
@@ -296,6 +313,7 @@ class ThreadWorker(Worker):
     """Gunicorn's ``gthread`` name, on an event loop."""
 
     def run(self) -> None:
+        keep_heap()
         cfg = self.cfg
         self.threads = max(1, cfg.threads)
         self.header_timeout = float(cfg.header_timeout)
@@ -303,7 +321,7 @@ class ThreadWorker(Worker):
         self.request_timeout = float(cfg.request_timeout or 0)
         self.keepalive = float(cfg.keepalive)
         self.worker_connections = cfg.worker_connections
-        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="pronghorn-app") if self.threads > 1 else None
+        self.pool = AppThreads(self.threads, "pronghorn-app") if self.threads > 1 else None
         self.connections: set[HttpConnection] = set()
         self.held: list[HttpConnection] = []  # connections holding responses until the loop's pass ends
         self.pending_accepts = 0
@@ -326,23 +344,34 @@ class ThreadWorker(Worker):
             self.loop.run_forever()
         finally:
             if self.pool is not None:
-                self.pool.shutdown(wait=False, cancel_futures=True)
+                self.pool.shutdown()
             self.loop.close()
 
     # --- accepting ---
 
-    def update_accepting(self) -> None:
+    def has_room(self) -> bool:
         # Capacity: requests running, plus (when siblings share the listeners, so one of them can take
         # the connection instead) connections just accepted whose first request will soon need a
         # thread. Inline (threads == 1) the loop cannot accept while the app runs anyway, so there
         # only the just-accepted ones count: without them one worker takes a burst of connections
         # while its sibling idles, and all but the first wait.
         claims = self.pending_accepts + self.fresh if self.has_siblings else 0
-        want = (
+        return (
             self.alive
             and (claims == 0 if self.pool is None else self.busy + claims < self.threads)
             and len(self.connections) < self.worker_connections
         )
+
+    def update_accepting(self) -> None:
+        """Watch the listeners while there is room. When only the threads are busy, they stay watched
+        until a connection actually waits (``_accept`` stops then): a pool filling and draining with
+        every request would otherwise remove and re-add the readers (epoll_ctl) each time."""
+        want = self.has_room()
+        if not want and self.accepting and self.alive and len(self.connections) < self.worker_connections:
+            return
+        self._watch(want)
+
+    def _watch(self, want: bool) -> None:
         if not want and self.pool is not None and self.alive and not self.overflow_check_scheduled:
             self.overflow_check_scheduled = True
             self.loop.call_later(OVERFLOW_WAIT, self._accept_overflow)
@@ -369,9 +398,12 @@ class ThreadWorker(Worker):
                 taken = min(room, max(1, queued // 2))  # leave some for busy siblings checking too
                 self._accept(listener, limit=taken)
                 room -= taken
-        self.update_accepting()  # schedules the next check while the pool stays full
+        self._watch(self.has_room())  # schedules the next check while the pool stays full
 
     def _accept(self, listener: Listener, limit: int | None = None) -> None:
+        if limit is None and not self.has_room():
+            self._watch(False)  # a connection waits: leave it to idle siblings
+            return
         for _ in range(limit if limit is not None else self.accept_batch):
             try:
                 sock, addr = listener.socket.accept()
@@ -388,10 +420,9 @@ class ThreadWorker(Worker):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.pending_accepts += 1
             self.loop.create_task(self._connect(listener, sock, addr))
-            if limit is None:
-                self.update_accepting()
-                if not self.accepting:
-                    return
+            if limit is None and not self.has_room():
+                self._watch(False)
+                return
             if len(self.connections) >= self.worker_connections:
                 self.update_accepting()
                 return
@@ -442,6 +473,19 @@ class ThreadWorker(Worker):
                 except Exception:  # noqa: BLE001 - the client is gone; nothing more to do
                     pass
             return None
+
+    def run_pooled(self, conn: HttpConnection, sink: ThreadSink) -> None:
+        """On a pool thread: run the request, then hand the connection back to the loop."""
+        response = None
+        try:
+            response = self.run_request(conn, sink)
+        except BaseException:  # noqa: BLE001 - the loop must still get the connection back
+            self.log.exception("Error running request")
+        finally:
+            try:
+                self.loop.call_soon_threadsafe(conn.request_finished, response, sink.final)
+            except RuntimeError:  # the loop is closed: the worker is exiting
+                pass
 
     def run_inline(self, conn: HttpConnection, sink: ResponseSink) -> Response | None:
         """Run a request on the loop thread; ``request_timeout`` interrupts it with SIGALRM."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import queue
 import select
 import threading
 from collections.abc import Callable
@@ -222,6 +223,42 @@ class DirectSink:
         sendfile_to(self.fileno, file, offset, count, self._wait_writable)
 
 
+class AppThreads:
+    """Up to ``count`` application threads, started as needed, fed by one queue. Lighter than a
+    ThreadPoolExecutor driven through run_in_executor (no future per call, no done-callback chain):
+    the called function hands its result to the loop itself, and its thread goes straight back to
+    waiting, so the loop it wakes does not wait for the GIL meanwhile."""
+
+    def __init__(self, count: int, name: str) -> None:
+        self.count = count
+        self.name = name
+        self.queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[object, ...]] | None] = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+
+    def submit(self, busy: int, fn: Callable[..., None], *args: object) -> None:
+        """Queue a call; ``busy`` counts the calls queued or running, this one included."""
+        if len(self.threads) < min(busy, self.count):
+            thread = threading.Thread(target=self._run, name=f"{self.name}_{len(self.threads)}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        self.queue.put((fn, args))
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            item[0](*item[1])
+            del item
+
+    def shutdown(self) -> None:
+        """Queued calls are dropped; threads end once their current call returns."""
+        try:
+            while True:
+                self.queue.get_nowait()
+        except queue.Empty:
+            pass
+        for _ in self.threads:
+            self.queue.put(None)
+
+
 class ThreadSink:
     """Writes from a pool thread: the loop does the I/O, the thread waits while the buffer is full.
 
@@ -236,6 +273,7 @@ class ThreadSink:
         self.flow = flow
         self.started = False
         self.queued = 0  # bytes scheduled on the loop, not yet written to the transport
+        self.final: list[bytes] = []  # the response's last bytes: the loop writes them after the request
         # sendfile needs the plain socket; a TLS transport gets the file's bytes through write().
         self.socket = transport.get_extra_info("socket") if transport.get_extra_info("sslcontext") is None else None
 
@@ -262,6 +300,13 @@ class ThreadSink:
             self.started = True
             self.queued += size
         self.loop.call_soon_threadsafe(self._write_parts, parts, size)
+
+    def write_last(self, parts: list[bytes]) -> None:
+        """The response's final bytes go back with the finished request (one wake-up of the loop for
+        both), after everything written before. Not sent yet: a timeout may still answer 504."""
+        if self.flow.lost:
+            raise ClientDisconnected("connection closed by the client")
+        self.final = parts
 
     def take_over(self) -> bool:
         """From the loop: stop the application's output. True if none of it was sent yet."""
