@@ -68,22 +68,6 @@ except ImportError:  # pragma: no cover - uvloop is optional
     _uvloop = None  # type: ignore[assignment]
 
 
-def keep_heap() -> None:
-    """glibc frees of 64 KiB and more trim the heap top once 128 KiB are free there, so every 64 KiB
-    request body is faulted in afresh (8 page faults per upload). Keep up to 8 MiB; a fixed mmap
-    threshold goes with it (setting one turns off glibc's dynamic one). MALLOC_*_ settings win."""
-    if any(k in os.environ for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")):
-        return
-    try:
-        import ctypes  # here: this worker has no other use for it (about 0.7 MiB)
-
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
-        return
-    mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD
-    mallopt(-1, 8 << 20)  # M_TRIM_THRESHOLD
-
-
 def new_event_loop() -> asyncio.AbstractEventLoop:
     if _uvloop is None:
         return asyncio.new_event_loop()
@@ -313,7 +297,6 @@ class ThreadWorker(Worker):
     """Gunicorn's ``gthread`` name, on an event loop."""
 
     def run(self) -> None:
-        keep_heap()
         cfg = self.cfg
         self.threads = max(1, cfg.threads)
         self.header_timeout = float(cfg.header_timeout)
