@@ -77,11 +77,18 @@ def test_direct_sink_write_parts_survives_partial_writes() -> None:
     reader = threading.Thread(target=read)
     reader.start()
     try:
-        sink = DirectSink(ours.fileno(), 10.0, lambda: None)
+        holds: list[None] = []
+
+        class Owner:
+            def hold(self) -> None:
+                holds.append(None)
+
+        sink = DirectSink(ours.fileno(), 10.0, Owner())
         sink.write(held)
         sink.write_parts(parts)
         reader.join(10)
         assert bytes(received) == expected
+        assert len(holds) == 1  # the small write was held (and sent first)
     finally:
         ours.close()
         theirs.close()

@@ -108,7 +108,7 @@ class RequestParser:
         self._line_end = -1  # index of the request line's LF once found
         self._line_scan = 0  # where the search for that LF resumes
         self._request_line: RequestLine | None = None
-        self._fields = FieldSectionScanner(limits)
+        self._fields: FieldSectionScanner | None = None  # made when a head arrives in pieces
 
     # -- public API ---------------------------------------------------------
 
@@ -238,7 +238,10 @@ class RequestParser:
             # request line is reported as such however the bytes were split.
             self._request_line = parse_request_line(bytes(buf[: lf - 1]), limits)
             self._line_end = lf
+            if self._fields is None:
+                self._fields = FieldSectionScanner(limits)
             self._fields.reset(lf + 1)
+        assert self._fields is not None
         end = self._fields.find_end(buf)
         if end == -1:
             return self._wait_for_head()

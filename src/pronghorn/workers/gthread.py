@@ -79,14 +79,19 @@ class HttpConnection(asyncio.Protocol):
 
     # A worker may hold thousands of idle keep-alive connections: no per-instance dict.
     __slots__ = (
-        "worker", "listener", "peer", "client", "parser", "transport", "head", "body", "busy", "closing",
+        "worker", "listener", "fileno", "peer", "client", "parser", "transport", "head", "body", "busy", "closing",
         "reading_paused", "deadline", "started", "flow", "sink", "direct_sink", "fresh",
     )
 
-    def __init__(self, worker: ThreadWorker, listener: Listener, peer: Any) -> None:
+    def __init__(self, worker: ThreadWorker, listener: Listener, peer: Any, fileno: int) -> None:
         self.worker = worker
         self.listener = listener
-        self.peer = (peer[0], peer[1]) if isinstance(peer, tuple) else (peer or None)
+        self.fileno = fileno
+        self.peer: tuple[str, int] | str | None
+        if isinstance(peer, tuple):
+            self.peer = peer if len(peer) == 2 else (peer[0], peer[1])  # IPv6 addresses come with 4 items
+        else:
+            self.peer = peer or None
         assert worker.cycle is not None
         self.client = worker.cycle.connection(self.peer, listener.server_name, multithread=worker.pool is not None)
         self.parser = RequestParser(self.client.limits)
@@ -213,8 +218,7 @@ class HttpConnection(asyncio.Protocol):
                 worker.update_accepting()  # inline, the loop accepts again once this request is answered
         if worker.pool is None:
             if self.direct_sink is None:
-                fileno = self.transport.get_extra_info("socket").fileno()
-                self.direct_sink = DirectSink(fileno, worker.cfg.timeout, lambda: worker.hold(self))
+                self.direct_sink = DirectSink(self.fileno, worker.cfg.timeout, self)
             return self.finish_request(worker.run_inline(self, self.direct_sink))
         worker.update_accepting()
         assert self.flow is not None
@@ -263,6 +267,9 @@ class HttpConnection(asyncio.Protocol):
     def write_raw(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing() and self.flush():
             self.transport.write(data)
+
+    def hold(self) -> None:
+        self.worker.hold(self)
 
     def flush(self) -> bool:
         """Write the responses held by the inline sink; False if the client is gone (then aborted)."""
@@ -414,7 +421,8 @@ class ThreadWorker(Worker):
         # Until connection_made() the connection is in no set: it is counted from accept() on, or a
         # stopping worker could exit with it unanswered (and the client would see a reset).
         try:
-            await self.loop.connect_accepted_socket(lambda: HttpConnection(self, listener, addr), sock)
+            fileno = sock.fileno()
+            await self.loop.connect_accepted_socket(lambda: HttpConnection(self, listener, addr, fileno), sock)
         except OSError:
             sock.close()
         finally:

@@ -18,7 +18,7 @@ import queue
 import select
 import threading
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Protocol
 
 from pronghorn.apps.wsgi import ClientDisconnected
 
@@ -131,6 +131,11 @@ def sendfile_to(
         count -= sent
 
 
+class HoldingConnection(Protocol):
+    def hold(self) -> None:
+        """A response is held: have the loop flush it once this pass is over."""
+
+
 class DirectSink:
     """Writes from the loop thread itself (the application runs inline when ``threads == 1``).
 
@@ -144,18 +149,22 @@ class DirectSink:
     stream large bodies to slow clients should run with ``threads > 1``.
     """
 
-    def __init__(self, fileno: int, timeout: float, hold: Callable[[], None]) -> None:
+    __slots__ = ("fileno", "timeout", "_owner", "_held", "_held_size")
+
+    def __init__(self, fileno: int, timeout: float, owner: HoldingConnection) -> None:
         self.fileno = fileno
         self.timeout = timeout or None
-        self._hold = hold  # asks the loop to call flush() once this pass is over
-        self._held: list[bytes] = []
+        self._owner = owner  # its ``hold()`` asks the loop to call flush() once this pass is over
+        self._held: list[bytes] | None = None  # (one per idle connection: nothing allocated until used)
         self._held_size = 0
 
     def write(self, data: bytes) -> None:
         if self._held_size + len(data) <= HOLD_LIMIT:
-            if not self._held:
-                self._hold()
-            self._held.append(data)
+            if self._held is None:
+                self._held = [data]
+                self._owner.hold()
+            else:
+                self._held.append(data)
             self._held_size += len(data)
             return
         self.flush()
@@ -163,14 +172,14 @@ class DirectSink:
 
     def flush(self) -> None:
         """Write what is held (``ClientDisconnected`` if the client is gone)."""
-        if self._held:
-            held = self._held
-            self._held = []
+        held = self._held
+        if held is not None:
+            self._held = None
             self._held_size = 0
             self._write(held[0] if len(held) == 1 else b"".join(held))
 
     def discard(self) -> None:
-        self._held = []
+        self._held = None
         self._held_size = 0
 
     def _write(self, data: bytes) -> None:
