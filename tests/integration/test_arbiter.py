@@ -223,6 +223,28 @@ def test_worker_signals(app_dir: Path, sig: int, hook: str | None, code: int) ->
         assert f"Worker (pid:{worker}) exited with code {code}" in out
 
 
+@pytest.mark.parametrize("sig", [signal.SIGQUIT, signal.SIGINT])
+def test_quick_stop_of_a_busy_gthread_worker_is_clean(app_dir: Path, sig: int) -> None:
+    # Under load the signal lands inside a protocol callback; the worker must leave its loop rather
+    # than raise SystemExit into it (uvloop would log a fatal transport error and carry on).
+    (app_dir / "conf.py").write_text("def worker_int(worker):\n    worker.log.info('hook worker_int ran')\n")
+    port = free_port()
+    args = ["pidapp:app", "-b", f"127.0.0.1:{port}", "-k", "gthread", "-c", "conf.py"]
+    with running(pronghorn_cmd(*args), cwd=app_dir, port=port) as server:
+        worker = int(http_get(port)[2].split(b"|")[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            # Thousands of pipelined requests: the worker answers them from inside one callback.
+            client.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n" * 20000)
+            client.recv(65536)
+            os.kill(worker, sig)
+            assert _wait(lambda: not _alive(worker))
+        assert int(http_get(port)[2].split(b"|")[0]) != worker
+        out = server.output()
+    assert "hook worker_int ran" in out
+    assert "Fatal error" not in out and "Traceback" not in out
+    assert f"Worker (pid:{worker}) was sent" not in out  # it ended by itself, not by SIGKILL
+
+
 def test_worker_usr1_reopens_its_access_log(app_dir: Path) -> None:
     port = free_port()
     access = app_dir / "access.log"

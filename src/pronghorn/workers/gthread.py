@@ -564,6 +564,18 @@ class ThreadWorker(Worker):
         if not self.alive:
             self._stop_step(time.monotonic())
 
+    def handle_quit(self, signum: int, frame: FrameType | None) -> None:
+        """Quick stop (INT, QUIT): leave the loop at once. Raising SystemExit here, as the sync
+        worker does, would land inside whichever protocol callback runs, which uvloop reports as a
+        fatal transport error and survives."""
+        loop = getattr(self, "loop", None)
+        if loop is None or loop.is_closed() or not loop.is_running():
+            super().handle_quit(signum, frame)
+            return
+        self.alive = False
+        self.call_hook("worker_int", self)
+        loop.stop()  # run() returns once the current callback is done; open connections are dropped
+
     def handle_exit(self, signum: int, frame: FrameType | None) -> None:
         super().handle_exit(signum, frame)
         # The loop may own the signal wake-up descriptor; make it act now rather than at the tick.
