@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,6 +160,15 @@ class Client:
         return data
 
 
+def on_threads(workdir: Path, shared: Shared, threads: str, check: Callable[[int], None]) -> None:
+    """Run ``check(port)`` on the shared inline server ("1"), or on a server with that many threads."""
+    if threads == "1":
+        check(shared.port)
+    else:
+        with gthread(workdir, "--threads", threads) as (port, _):
+            check(port)
+
+
 def get(path: str, *, close: bool = False) -> bytes:
     connection = b"Connection: close\r\n" if close else b""
     return b"GET %s HTTP/1.1\r\nHost: t\r\n%s\r\n" % (path.encode(), connection)
@@ -263,11 +272,7 @@ def test_pipelined_requests_are_answered_in_order(workdir: Path, shared: Shared,
             b"GET /first|", b"POST /second|hello world", b"GET /third|"]
         assert [headers["connection"] for _, headers, _ in answers] == ["keep-alive", "keep-alive", "close"]
 
-    if threads == "1":
-        check(shared.port)
-    else:
-        with gthread(workdir, "--threads", threads) as (port, _):
-            check(port)
+    on_threads(workdir, shared, threads, check)
 
 
 @pytest.mark.parametrize("threads", ["1", "4"])
@@ -285,11 +290,7 @@ def test_continue_for_a_pipelined_request_follows_the_previous_response(
         assert re.findall(rb"HTTP/1\.1 (\d{3})", received) == [b"200", b"100", b"200", b"200"]
         assert received.index(b"GET /first|") < received.index(b"100 Continue") < received.index(b"POST /second|ok")
 
-    if threads == "1":
-        check(shared.port)
-    else:
-        with gthread(workdir, "--threads", threads) as (port, _):
-            check(port)
+    on_threads(workdir, shared, threads, check)
 
 
 # --- deadlines -------------------------------------------------------------------------------------------
@@ -416,11 +417,7 @@ def test_one_large_block_to_a_slow_reader_then_the_next_request(workdir: Path, s
             status, _, answer = client.response()
             assert status == 200 and answer.endswith(b"GET /after|")
 
-    if threads == "1":
-        check(shared.port)
-    else:
-        with gthread(workdir, "--threads", threads) as (port, _):
-            check(port)
+    on_threads(workdir, shared, threads, check)
 
 
 @pytest.mark.parametrize("threads", ["1", "4"])
@@ -451,11 +448,7 @@ def test_fast_app_and_slow_reader_keep_memory_bounded(workdir: Path, shared: Sha
         assert growth_mib < 16, f"the worker's peak memory grew by {growth_mib:.1f} MiB"
         assert received == total
 
-    if threads == "1":
-        check(shared.port)
-    else:
-        with gthread(workdir, "--threads", threads) as (port, _):
-            check(port)
+    on_threads(workdir, shared, threads, check)
 
 
 @pytest.mark.parametrize("threads", ["1", "4"])
@@ -475,11 +468,7 @@ def test_file_wrapper_to_a_slow_reader_then_the_next_request(workdir: Path, shar
         growth_mib = (memory_kib(pid, "VmHWM") - before) / 1024
         assert growth_mib < 16, f"the worker's peak memory grew by {growth_mib:.1f} MiB"
 
-    if threads == "1":
-        check(shared.port)
-    else:
-        with gthread(workdir, "--threads", threads) as (port, _):
-            check(port)
+    on_threads(workdir, shared, threads, check)
 
 
 # --- request_timeout -------------------------------------------------------------------------------------

@@ -189,23 +189,16 @@ class DirectSink:
             sent = 0
         except OSError as exc:
             raise ClientDisconnected(str(exc)) from exc
-        if sent == len(data):
-            return
-        view = memoryview(data)[sent:]
-        while view:
-            try:
-                sent = os.write(self.fileno, view)
-            except BlockingIOError:
-                self._wait_writable()
-                continue
-            except OSError as exc:
-                raise ClientDisconnected(str(exc)) from exc
-            view = view[sent:]
+        if sent < len(data):
+            self._send_views([memoryview(data)[sent:]])
 
     def write_parts(self, parts: list[bytes]) -> None:
         """Several pieces in one ``writev`` (a large body is sent from where it is, not copied)."""
         self.flush()  # what is held goes first
-        views = [memoryview(part) for part in parts if part]
+        self._send_views([memoryview(part) for part in parts if part])
+
+    def _send_views(self, views: list[memoryview]) -> None:
+        """Send every byte of ``views``, waiting (bounded) while the socket is full."""
         while views:
             try:
                 sent = os.writev(self.fileno, views)
