@@ -45,6 +45,31 @@ class _NoBody:
 NO_BODY = _NoBody()
 
 
+class BytesBody:
+    """A body received whole into memory: a read of all of it hands over the bytes themselves."""
+
+    __slots__ = ("_data", "_offset")
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._offset = 0
+
+    def read(self, size: int) -> bytes:
+        offset = self._offset
+        if offset == 0 and size >= len(self._data):
+            data, self._data = self._data, b""
+            return data
+        data = self._data[offset : offset + size]
+        self._offset = offset + len(data)
+        return data
+
+    def finish(self) -> None:
+        """Nothing to do: the body was whole from the start (see ``SpooledBody.finish``)."""
+
+    def close(self) -> None:
+        self._data = b""
+
+
 class ResponseSink(Protocol):
     def write(self, data: bytes) -> None:
         """Send bytes to the client (all of them, or raise ``OSError``)."""

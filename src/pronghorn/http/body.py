@@ -60,23 +60,23 @@ def take(buf: bytearray, size: int) -> bytes:
 class LengthReader:
     """Content-Length framing: exactly ``length`` bytes (RFC 9112 section 6.2)."""
 
-    __slots__ = ("_remaining",)
+    __slots__ = ("remaining",)
 
     def __init__(self, length: int) -> None:
-        self._remaining = length
+        self.remaining = length
 
     def eof_error(self) -> ProtocolError:
         """The error for EOF before the body is complete: no response, just close."""
         return IncompleteMessage("Connection closed before the request body was complete")
 
     def read(self, buf: bytearray) -> BodyData | EndOfMessage | None:
-        remaining = self._remaining
+        remaining = self.remaining
         if remaining == 0:
             return END_OF_MESSAGE
         if not buf:
             return None
         data = take(buf, remaining)
-        self._remaining = remaining - len(data)
+        self.remaining = remaining - len(data)
         return BodyData(data)
 
 

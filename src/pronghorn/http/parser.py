@@ -2,7 +2,12 @@
 
 How this works
 --------------
-``feed()`` appends bytes to one ``bytearray``; ``feed(b"")`` records EOF.
+``feed()`` appends bytes to one ``bytearray``; ``feed(b"")`` records EOF. A
+``bytes`` chunk that arrives while that buffer is empty is kept as received
+instead (``_chunk``, read from ``_chunk_pos``): a whole head is parsed in
+place and a Content-Length body is handed out as a slice of it (or the chunk
+itself), so the usual request is copied once, not three times. Anything else
+first moves the chunk's unread bytes into the buffer (``_spill()``).
 ``next_event()`` advances a small state machine over that buffer and returns
 one event per call:
 
@@ -50,7 +55,7 @@ from typing import Final
 
 from .body import ChunkedReader, LengthReader, take
 from .errors import IncompleteMessage, InvalidRequestLine, LimitRequestLine, ProtocolError
-from .events import CONNECTION_CLOSED, END_OF_MESSAGE, NEED_DATA, EndOfMessage, Event, RequestHead
+from .events import CONNECTION_CLOSED, END_OF_MESSAGE, NEED_DATA, BodyData, EndOfMessage, Event, RequestHead
 from .fields import FieldSectionScanner, parse_field_lines
 from .framing import build_request_head
 from .limits import Limits
@@ -84,6 +89,8 @@ class RequestParser:
     __slots__ = (
         "_limits",
         "_buf",
+        "_chunk",
+        "_chunk_pos",
         "_eof",
         "_state",
         "_error",
@@ -99,6 +106,8 @@ class RequestParser:
     def __init__(self, limits: Limits = _DEFAULT_LIMITS) -> None:
         self._limits = limits
         self._buf = bytearray()
+        self._chunk: bytes | None = None  # received bytes not copied into _buf (which is then empty)
+        self._chunk_pos = 0
         self._eof = False
         self._state = _IDLE
         self._error: ProtocolError | None = None
@@ -123,6 +132,8 @@ class RequestParser:
     @property
     def buffered(self) -> int:
         """Bytes received but not yet consumed (e.g. pipelined requests)."""
+        if self._chunk is not None:
+            return len(self._chunk) - self._chunk_pos
         return len(self._buf)
 
     @property
@@ -144,7 +155,12 @@ class RequestParser:
         if not data:
             self._eof = True
         elif self._state is not _ERROR:
-            self._buf += data
+            if self._chunk is None and not self._buf and type(data) is bytes:
+                self._chunk = data  # immutable: safe to keep without a copy
+                self._chunk_pos = 0
+            else:
+                self._spill()
+                self._buf += data
 
     def next_event(self) -> Event:
         """Next event, ``NEED_DATA`` or ``CONNECTION_CLOSED``; raises :class:`ProtocolError`."""
@@ -154,7 +170,7 @@ class RequestParser:
             if self._state is _BODY:
                 return self._read_body()
             if self._state is _IDLE:
-                if not self._buf and not self._eof:
+                if self._chunk is None and not self._buf and not self._eof:
                     return NEED_DATA  # the usual state between keep-alive requests
                 return self._read_head()
             if self._state is _CLOSED:
@@ -164,6 +180,26 @@ class RequestParser:
             self._error = exc
             self._state = _ERROR
             raise
+
+    def take_body(self, limit: int) -> bytes | None:
+        """Right after a ``RequestHead``: its whole body at once if it is all here already and at
+        most ``limit`` bytes (b"" for a request without one). That completes the message, as
+        ``EndOfMessage`` would. Otherwise None, and ``next_event()`` delivers the body as usual."""
+        if self._state is not _BODY:
+            return None
+        reader = self._reader
+        if reader is _NO_BODY:
+            self._state = _DONE
+            return b""
+        chunk = self._chunk
+        if chunk is None or type(reader) is not LengthReader:
+            return None
+        remaining = reader.remaining
+        if remaining > limit or self._chunk_pos + remaining > len(chunk):
+            return None
+        reader.remaining = 0
+        self._state = _DONE
+        return self._take_from_chunk(chunk, remaining)
 
     def start_next_request(self) -> None:
         """After ``EndOfMessage``: parse the next (pipelined) request from buffered bytes."""
@@ -187,6 +223,11 @@ class RequestParser:
             self._state = _DONE
             return END_OF_MESSAGE
         assert reader is not None
+        chunk = self._chunk
+        if chunk is not None:
+            if type(reader) is LengthReader:
+                return self._read_length_body(reader, chunk)
+            self._spill()
         event = reader.read(self._buf)
         if event is None:
             if self._eof:
@@ -195,6 +236,33 @@ class RequestParser:
         if type(event) is EndOfMessage:
             self._state = _DONE
         return event
+
+    def _spill(self) -> None:
+        """Move the held chunk's unread bytes into the buffer (paths that work on the buffer)."""
+        chunk = self._chunk
+        if chunk is not None:
+            self._chunk = None
+            self._buf += chunk if self._chunk_pos == 0 else memoryview(chunk)[self._chunk_pos :]
+
+    def _read_length_body(self, reader: LengthReader, chunk: bytes) -> Event:
+        """Content-Length body bytes straight from the held chunk: a slice, or the chunk itself."""
+        remaining = reader.remaining
+        if remaining == 0:
+            self._state = _DONE
+            return END_OF_MESSAGE
+        data = self._take_from_chunk(chunk, remaining)
+        reader.remaining = remaining - len(data)
+        return BodyData(data)
+
+    def _take_from_chunk(self, chunk: bytes, size: int) -> bytes:
+        """The held chunk's next ``size`` bytes (or all it has left), consumed."""
+        pos = self._chunk_pos
+        end = pos + size
+        if end >= len(chunk):
+            self._chunk = None
+            return chunk if pos == 0 else chunk[pos:]
+        self._chunk_pos = end
+        return chunk[pos:end]
 
     def _wait_for_head(self) -> Event:
         if not self._eof:
@@ -205,10 +273,17 @@ class RequestParser:
         raise IncompleteMessage("Connection closed before the request head was complete")
 
     def _read_head(self) -> Event:
-        buf = self._buf
         limits = self._limits
+        chunk = self._chunk
+        if chunk is not None:
+            if self._line_end == -1 and self._line_scan == 0 and chunk[self._chunk_pos] != _CR:
+                head = self._read_whole_head(chunk, self._chunk_pos, limits)
+                if head is not None:
+                    return head
+            self._spill()
+        buf = self._buf
         if self._line_end == -1 and self._line_scan == 0 and buf and buf[0] != _CR:
-            head = self._read_whole_head(buf, limits)
+            head = self._read_whole_head(buf, 0, limits)
             if head is not None:
                 return head
         if self._line_end == -1:
@@ -250,20 +325,26 @@ class RequestParser:
         raw = take(buf, end)
         return self._start_body(build_request_head(request_line, parse_field_lines(raw[self._line_end + 1 : end - 2], limits), limits))
 
-    def _read_whole_head(self, buf: bytearray, limits: Limits) -> RequestHead | None:
-        """The usual case, a whole head already buffered (and nothing scanned yet): the same steps
-        as the incremental path in one go. Anything unusual returns None and that path decides,
-        so verdicts never depend on which path ran."""
-        end = buf.find(b"\r\n\r\n")
+    def _read_whole_head(self, buf: bytes | bytearray, start: int, limits: Limits) -> RequestHead | None:
+        """The usual case, a whole head already received (and nothing scanned yet) from ``start`` of
+        the held chunk or of the buffer: the same steps as the incremental path in one go. Anything
+        unusual returns None and that path decides, so verdicts never depend on which path ran."""
+        end = buf.find(b"\r\n\r\n", start)
         if end == -1:
             return None
-        lf = buf.find(b"\n", 0, limits.max_request_line + 2)
-        if lf <= 0 or buf[lf - 1] != _CR or lf - 1 > limits.max_request_line:
+        lf = buf.find(b"\n", start, start + limits.max_request_line + 2)
+        if lf <= start or buf[lf - 1] != _CR or lf - 1 - start > limits.max_request_line:
             return None
         head_end = end + 4  # end >= lf - 1: the request line holds no LF before ``lf``
         if head_end - (lf + 1) > limits.max_field_section:
             return None
-        raw = take(buf, head_end)
+        if isinstance(buf, bytearray):
+            raw = take(buf, head_end)
+        else:  # the held chunk: consumed by moving the read position
+            raw = self._take_from_chunk(buf, head_end - start)
+            lf -= start
+            end -= start
+            head_end -= start
         request_line = parse_request_line(raw[: lf - 1], limits)
         # The section is empty when the request line's CRLF starts the terminator.
         fields = parse_field_lines(raw[lf + 1 : head_end - 2], limits) if end != lf - 1 else []

@@ -30,7 +30,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
 
 from pronghorn.apps.cycle import RequestTimedOut
-from pronghorn.apps.wsgi import NO_BODY, ClientDisconnected, Response
+from pronghorn.apps.wsgi import NO_BODY, BytesBody, ClientDisconnected, Response
 from pronghorn.http import (
     CONNECTION_CLOSED,
     CONTINUE_RESPONSE,
@@ -44,7 +44,7 @@ from pronghorn.http import (
 )
 from pronghorn.net.listeners import Listener
 from pronghorn.workers.base import Worker
-from pronghorn.workers.loop_io import AppThreads, DirectSink, FlowControl, SpooledBody, ThreadSink
+from pronghorn.workers.loop_io import SPILL_THRESHOLD, AppThreads, DirectSink, FlowControl, SpooledBody, ThreadSink
 
 if TYPE_CHECKING:
     from pronghorn.apps.wsgi import ResponseSink
@@ -97,7 +97,7 @@ class HttpConnection(asyncio.Protocol):
         self.parser = RequestParser(self.client.limits)
         self.transport: asyncio.Transport | None = None
         self.head: RequestHead | None = None
-        self.body: SpooledBody | None = None  # made when the first body bytes arrive
+        self.body: SpooledBody | BytesBody | None = None  # made when the first body bytes arrive
         self.busy = False  # a request is being run by the application
         self.closing = False
         self.reading_paused = False
@@ -186,16 +186,24 @@ class HttpConnection(asyncio.Protocol):
                 return
             event_type = type(event)
             if event_type is BodyData:
-                if self.body is None:
+                if not isinstance(self.body, SpooledBody):
                     self.body = SpooledBody(worker.tmp_upload_dir)
                 self.body.write(event.data)  # type: ignore[union-attr]
                 self.deadline = time.monotonic() + worker.header_timeout
             elif event_type is RequestHead:
                 self.head = event  # type: ignore[assignment]
-                self.deadline = time.monotonic() + worker.header_timeout
                 if event.expect_continue:  # type: ignore[union-attr]
                     # The loop reads the body itself, so the client may send it now.
                     self.write_raw(CONTINUE_RESPONSE)
+                # Usually the body (if any) came with the head: run the request now.
+                data = parser.take_body(SPILL_THRESHOLD)
+                if data is not None and not self.closing:
+                    if data:
+                        self.body = BytesBody(data)
+                    if not self.dispatch():
+                        return
+                    continue
+                self.deadline = time.monotonic() + worker.header_timeout
             elif event_type is EndOfMessage:
                 if not self.dispatch():
                     return

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import IO, Protocol
 
-from pronghorn.apps.wsgi import ClientDisconnected
+from pronghorn.apps.wsgi import BytesBody, ClientDisconnected
 
 SPILL_THRESHOLD = 1 << 20  # request bodies larger than this go to a temporary file
 HIGH_WATER = 256 * 1024  # transport buffer size at which a producing app thread waits
@@ -29,16 +29,14 @@ HOLD_LIMIT = 64 * 1024  # inline responses up to this size wait for the end of t
 
 
 class SpooledBody:
-    """A complete request body, in memory or (past ``SPILL_THRESHOLD``) in a temporary file."""
+    """A request body received in pieces: in memory or (past ``SPILL_THRESHOLD``) in a temporary file."""
 
     def __init__(self, directory: str | None) -> None:
         self._directory = directory
         self._chunks: list[bytes] = []
         self._size = 0
         self._file: IO[bytes] | None = None
-        self._reader: IO[bytes] | None = None
-        self._memory = b""
-        self._offset = 0
+        self._reader: IO[bytes] | BytesBody = BytesBody(b"")
 
     @property
     def size(self) -> int:
@@ -68,24 +66,17 @@ class SpooledBody:
             self._file.seek(0)
             self._reader = self._file
         else:
-            self._memory = b"".join(self._chunks) if len(self._chunks) != 1 else self._chunks[0]
+            self._reader = BytesBody(b"".join(self._chunks) if len(self._chunks) != 1 else self._chunks[0])
             self._chunks = []
 
     def read(self, size: int) -> bytes:
-        if self._reader is not None:
-            return self._reader.read(size)
-        if self._offset == 0 and size >= len(self._memory):
-            data, self._memory = self._memory, b""  # the whole body in one read: no copy
-            return data
-        data = self._memory[self._offset : self._offset + size]
-        self._offset += len(data)
-        return data
+        return self._reader.read(size)
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
-            self._file = self._reader = None
-        self._memory = b""
+            self._file = None
+        self._reader = BytesBody(b"")
 
 
 class FlowControl:
