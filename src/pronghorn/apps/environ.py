@@ -13,6 +13,17 @@ from pronghorn.http.grammar import HEXDIG
 
 _UNPREFIXED = {b"CONTENT-TYPE": "CONTENT_TYPE", b"CONTENT-LENGTH": "CONTENT_LENGTH"}
 _FROM_SERVER = ("SERVER_NAME", "SERVER_PORT")
+# Environ key per header name as received (the same few names arrive on every request).
+_KEYS: dict[bytes, str] = {}
+_KEYS_MAX = 1024
+
+
+def _environ_key(raw_name: bytes) -> str:
+    key = _UNPREFIXED.get(raw_name) or "HTTP_" + raw_name.decode("latin-1").replace("-", "_")
+    if len(_KEYS) >= _KEYS_MAX:  # bounded: a client sending ever new names must not grow it forever
+        _KEYS.clear()
+    _KEYS[raw_name] = key
+    return key
 
 
 def unquote_to_bytes(data: bytes) -> bytes:
@@ -123,7 +134,7 @@ def build_environ(
         value = raw_value.decode("latin-1")
         # Match the name as received: "Content_Length" (kept by header_map=dangerous) must stay an
         # HTTP_ variable and never become the CONTENT_LENGTH the body was framed by.
-        key = _UNPREFIXED.get(raw_name) or "HTTP_" + raw_name.decode("latin-1").replace("-", "_")
+        key = _KEYS.get(raw_name) or _environ_key(raw_name)
         if raw_name == b"HOST":
             host_header = value
         environ[key] = f"{environ[key]},{value}" if key in environ else value

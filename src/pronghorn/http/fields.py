@@ -206,7 +206,7 @@ def _plain_fields(block: bytes, limits: Limits) -> list[tuple[bytes, bytes]] | N
         if not colon or not name or name.translate(None, _PLAIN_TCHAR):
             return None
         fields.append((name.upper(), value.strip(OWS)))
-    if count > 1:
+    if count > 1 and len(dict(fields)) != count:  # some name repeats: is it a singleton?
         names = [name for name, _ in fields]
         for singleton in _SINGLETONS:
             if names.count(singleton) > 1:

@@ -53,6 +53,8 @@ def is_hexdigits(data: bytes) -> bool:
 
 def decimal_value(data: bytes) -> int | None:
     """Value of 1*DIGIT up to 2**63-1, or ``None`` if ``data`` is anything else."""
+    if len(data) <= 18 and data.isdigit():  # bytes.isdigit() is ASCII-only; 18 digits < 2**63
+        return int(data)
     if not is_digits(data):
         return None
     significant = data.lstrip(b"0")
