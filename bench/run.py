@@ -59,8 +59,8 @@ def workloads(args: argparse.Namespace) -> list[Workload]:
     return [
         Workload("hello", "hello, keep-alive, c=50", "/", 50, peer, mine),
         Workload("sleep", "10 ms app, c=200, 32 threads", "/sleep", 200, 32, 32),
-        Workload("big", "1 MiB responses, c=10", "/big", 10, 4, 4),
-        Workload("upload", "64 KiB uploads, c=20", "/upload", 20, 4, 4, script=UPLOAD_SCRIPT),
+        Workload("big", "1 MiB responses, c=10", "/big", 10, peer, mine),
+        Workload("upload", "64 KiB uploads, c=20", "/upload", 20, peer, mine, script=UPLOAD_SCRIPT),
         Workload("idle", f"hello + {args.idle_count:,} idle conns, c=50", "/", 50, peer, mine, idle=args.idle_count),
     ]
 
@@ -142,7 +142,7 @@ def measure(server: Server, workload: Workload, args: argparse.Namespace, logdir
         threads = 1  # with threads > 1, -k sync means gthread (as in Gunicorn)
     result: dict[str, Any] = {"workload": workload.name, "server": server.name, "label": server.label, "threads": threads}
     log_path = logdir / f"{server.name}-{workload.name}.log"
-    with RunningServer(server, free_port(), threads, log_path) as running:
+    with RunningServer(server, free_port(), threads, log_path, own_session=not args.shared_scheduling) as running:
         running.wait_ready()
         check_routes(running.port)
         helper: subprocess.Popen[str] | None = None
@@ -234,7 +234,8 @@ def markdown(results: list[dict[str, Any]], env: dict[str, Any], servers: list[S
                          for s in servers)
     lines = [f"Run of {env['date']} on a {env['machine']}; {versions}; wrk {env['wrk']}. "
              f"wrk -t2, {args.duration:g} s per run after a {args.warmup:g} s warm-up; 2 workers each"
-             + (f"; median of {args.rounds} interleaved rounds." if args.rounds > 1 else "."), "",
+             + (f"; median of {args.rounds} interleaved rounds" if args.rounds > 1 else "")
+             + ("; servers and wrk in one scheduler group." if args.shared_scheduling else "; each server in a session of its own."), "",
              "Requests/s (in brackets: pronghorn ÷ that server; above 1, pronghorn is faster):", "",
              report.summary_table(results, [(w.name, w.title) for w in loads], [(s.name, s.label) for s in servers]),
              "", "Every run:", "",
@@ -255,10 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset of " + ",".join(SERVERS))
     parser.add_argument("--workloads", default="hello,sleep,big,upload,idle", help="comma-separated subset")
     parser.add_argument("--pronghorn-worker", default="gthread", help="pronghorn's -k (default gthread; e.g. sync)")
-    parser.add_argument("--pronghorn-threads", type=int, default=1, help="pronghorn --threads for hello/idle (default 1)")
-    parser.add_argument("--peer-threads", type=int, default=4, help="peers' threads for hello/idle (default 4)")
+    parser.add_argument("--pronghorn-threads", type=int, default=1, help="pronghorn --threads for every workload but sleep (default 1: apps that do not wait run inline)")
+    parser.add_argument("--peer-threads", type=int, default=4, help="peers' threads for every workload but sleep (default 4)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat the whole matrix; each cell reports its median-rps run (default 1)")
+    parser.add_argument("--shared-scheduling", action="store_true",
+                        help="start servers in this session, so they and wrk share one scheduler autogroup")
     parser.add_argument("--idle-count", type=int, default=1000, help="idle keep-alive connections (default 1000)")
     parser.add_argument("--peers-bin", default=os.environ.get("PRONGHORN_BENCH_PEERS", "/tmp/bench-peers/bin"),
                         help="directory holding gunicorn, granian and waitress-serve (then PATH)")

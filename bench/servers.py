@@ -191,6 +191,10 @@ class RunningServer:
     port: int
     threads: int
     log_path: Path
+    # A session of its own (the default) also puts the server in a scheduler autogroup of its own
+    # where the kernel has them (kernel.sched_autogroup_enabled): while wrk is busy too, the server
+    # and wrk each get about half of the CPU, whatever their thread counts.
+    own_session: bool = True
     proc: subprocess.Popen[bytes] | None = None
     peak_rss: dict[int, int] = field(default_factory=dict)  # worker pid -> max VmRSS in KiB
     _sampling: threading.Event = field(default_factory=threading.Event)
@@ -201,7 +205,8 @@ class RunningServer:
         try:
             self.proc = subprocess.Popen(self.server.command(self.port, self.threads), cwd=BENCH_DIR,
                                          env=self.server.environ(), stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=self.own_session,
+                                         process_group=None if self.own_session else 0)
         finally:
             log.close()
         return self
