@@ -97,8 +97,8 @@ def parse_wrk(output: str) -> dict[str, Any]:
     return result
 
 
-def run_wrk(port: int, workload: Workload, seconds: float) -> dict[str, Any]:
-    cmd = ["wrk", "-t2", f"-c{workload.connections}", f"-d{seconds:g}s", "--latency", "--timeout", WRK_TIMEOUT]
+def run_wrk(port: int, workload: Workload, seconds: float, cpus: str = "") -> dict[str, Any]:
+    cmd = (["taskset", "-c", cpus] if cpus else []) + ["wrk", "-t2", f"-c{workload.connections}", f"-d{seconds:g}s", "--latency", "--timeout", WRK_TIMEOUT]
     if workload.script:
         cmd += ["-s", str(workload.script)]
     cmd.append(f"http://127.0.0.1:{port}{workload.path}")
@@ -142,21 +142,24 @@ def measure(server: Server, workload: Workload, args: argparse.Namespace, logdir
         threads = 1  # with threads > 1, -k sync means gthread (as in Gunicorn)
     result: dict[str, Any] = {"workload": workload.name, "server": server.name, "label": server.label, "threads": threads}
     log_path = logdir / f"{server.name}-{workload.name}.log"
-    with RunningServer(server, free_port(), threads, log_path, own_session=not args.shared_scheduling) as running:
+    server_cpus, client_cpus = args.pin.split(":") if args.pin else ("", "")
+    with RunningServer(server, free_port(), threads, log_path, own_session=not args.shared_scheduling,
+                       cpus=server_cpus) as running:
         running.wait_ready()
         check_routes(running.port)
         helper: subprocess.Popen[str] | None = None
         try:
             if workload.idle:
                 hold = args.warmup + args.duration + 120
-                helper = subprocess.Popen([sys.executable, str(IDLE_HELPER), "--port", str(running.port),
+                helper = subprocess.Popen([*(["taskset", "-c", client_cpus] if client_cpus else []),
+                                           sys.executable, str(IDLE_HELPER), "--port", str(running.port),
                                            "--count", str(workload.idle), "--hold", str(hold)],
                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                 result["idle"] = _helper_line(helper, "ready")
             running.start_sampling()
             if args.warmup > 0:
-                run_wrk(running.port, workload, args.warmup)
-            result.update(run_wrk(running.port, workload, args.duration))
+                run_wrk(running.port, workload, args.warmup, client_cpus)
+            result.update(run_wrk(running.port, workload, args.duration, client_cpus))
             result["rss_mib"] = running.stop_sampling()
             result["workers"] = len(running.peak_rss)
             if helper is not None:
@@ -235,7 +238,8 @@ def markdown(results: list[dict[str, Any]], env: dict[str, Any], servers: list[S
     lines = [f"Run of {env['date']} on a {env['machine']}; {versions}; wrk {env['wrk']}. "
              f"wrk -t2, {args.duration:g} s per run after a {args.warmup:g} s warm-up; 2 workers each"
              + (f"; median of {args.rounds} interleaved rounds" if args.rounds > 1 else "")
-             + ("; servers and wrk in one scheduler group." if args.shared_scheduling else "; each server in a session of its own."), "",
+             + ("; servers and wrk in one scheduler group" if args.shared_scheduling else "; each server in a session of its own")
+             + (f"; server on CPU {args.pin.split(':')[0]}, wrk on CPU {args.pin.split(':')[1]}." if args.pin else "."), "",
              "Requests/s (in brackets: pronghorn ÷ that server; above 1, pronghorn is faster):", "",
              report.summary_table(results, [(w.name, w.title) for w in loads], [(s.name, s.label) for s in servers]),
              "", "Every run:", "",
@@ -262,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="repeat the whole matrix; each cell reports its median-rps run (default 1)")
     parser.add_argument("--shared-scheduling", action="store_true",
                         help="start servers in this session, so they and wrk share one scheduler autogroup")
+    parser.add_argument("--pin", metavar="SERVER_CPUS:WRK_CPUS", default="",
+                        help="confine the server and wrk to CPU lists with taskset, e.g. 0:1")
     parser.add_argument("--idle-count", type=int, default=1000, help="idle keep-alive connections (default 1000)")
     parser.add_argument("--peers-bin", default=os.environ.get("PRONGHORN_BENCH_PEERS", "/tmp/bench-peers/bin"),
                         help="directory holding gunicorn, granian and waitress-serve (then PATH)")
@@ -270,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chart", default=str(REPO / "docs" / "benchmark.png"), help="PNG to write ('' for none)")
     parser.add_argument("--update-docs", action="store_true", help="put the tables into docs/benchmark.md")
     args = parser.parse_args(argv)
+    if args.pin and not re.fullmatch(r"[\d,-]+:[\d,-]+", args.pin):
+        parser.error(f"--pin {args.pin!r}: expected SERVER_CPUS:WRK_CPUS, e.g. 0:1")
 
     if not shutil.which("wrk"):
         print(f"wrk is not installed; install it with: {INSTALL_WRK}", file=sys.stderr)

@@ -195,6 +195,7 @@ class RunningServer:
     # where the kernel has them (kernel.sched_autogroup_enabled): while wrk is busy too, the server
     # and wrk each get about half of the CPU, whatever their thread counts.
     own_session: bool = True
+    cpus: str = ""  # a taskset CPU list the server (and every process it forks) is confined to
     proc: subprocess.Popen[bytes] | None = None
     peak_rss: dict[int, int] = field(default_factory=dict)  # worker pid -> max VmRSS in KiB
     _sampling: threading.Event = field(default_factory=threading.Event)
@@ -203,7 +204,10 @@ class RunningServer:
     def __enter__(self) -> RunningServer:
         log = open(self.log_path, "wb")
         try:
-            self.proc = subprocess.Popen(self.server.command(self.port, self.threads), cwd=BENCH_DIR,
+            command = self.server.command(self.port, self.threads)
+            if self.cpus:
+                command = ["taskset", "-c", self.cpus, *command]
+            self.proc = subprocess.Popen(command, cwd=BENCH_DIR,
                                          env=self.server.environ(), stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=self.own_session,
                                          process_group=None if self.own_session else 0)
