@@ -143,9 +143,11 @@ class RequestCycle:
         scheme headers from a proxy); the worker answers it like a parse error.
         """
         started = time.monotonic() if self.needs_request else 0.0  # only the access log's %(T)s uses it
-        forwarding = self.forwarding
-        trusted = client.trusted
-        url_scheme = forwarding.url_scheme(head, True, client.url_scheme) if trusted else client.url_scheme
+        if client.trusted:
+            proxy_scheme, forwarded = self.forwarding.from_proxy(head)
+            url_scheme = proxy_scheme or client.url_scheme
+        else:
+            url_scheme, forwarded = client.url_scheme, None
         framer = ResponseFramer(
             request_method=head.method,
             request_version=head.version,
@@ -170,7 +172,7 @@ class RequestCycle:
                 body=stream,
                 url_scheme=url_scheme,
                 script_name=self.script_name,
-                forwarded=forwarding.forwarded_values(head, True) if trusted else None,
+                forwarded=forwarded,
             )
             environ["wsgi.early_hints"] = response.early_hints
             self._call_app(environ, response)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 
-from pronghorn.http import RequestHead, normalize_scheme_headers, scheme_from_normalized
+from pronghorn.http import RequestHead, normalize_scheme_headers, scheme_vote
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -32,6 +32,7 @@ class ForwardingPolicy:
         )
         self._trust_by_ip: dict[str, bool] = {}
         self.forwarder_names = frozenset(name.strip().upper() for name in forwarder_headers if name.strip())
+        self.forward_any = "*" in self.forwarder_names
 
     def trusts(self, peer: tuple[str, int] | str | None) -> bool:
         """Whether ``peer`` (an (ip, port) pair, or a unix socket path/None) may set forwarded values."""
@@ -55,26 +56,29 @@ class ForwardingPolicy:
             address = address.ipv4_mapped
         return any(address in network for network in self.networks)
 
-    def url_scheme(self, head: RequestHead, trusted: bool, default: str) -> str:
-        """The request's scheme; contradictory secure-scheme headers raise ``InvalidSchemeHeaders``."""
-        if not trusted or not self.secure_scheme_headers:
-            return default
-        return scheme_from_normalized(head.headers, self.secure_scheme_headers) or default
+    def from_proxy(self, head: RequestHead) -> tuple[str | None, dict[str, str] | None]:
+        """What a trusted peer's headers set, in one pass: the scheme of its secure-scheme headers
+        (None without any; contradictory ones raise ``InvalidSchemeHeaders``) and the environ
+        entries of its forwarder headers, named like ``SCRIPT_NAME`` (None without any).
 
-    def forwarded_values(self, head: RequestHead, trusted: bool) -> dict[str, str]:
-        """Environ entries a trusted proxy set with headers named like ``SCRIPT_NAME``.
-
-        Only underscore names qualify: they cannot be confused with an ``HTTP_*`` mapping of a
-        hyphenated header, which is why the parser drops them from everyone else.
+        Only underscore names are forwarder headers: they cannot be confused with an ``HTTP_*``
+        mapping of a hyphenated header, which is why the parser drops them from everyone else.
         """
-        if not trusted or not self.forwarder_names:
-            return {}
-        wildcard = "*" in self.forwarder_names
-        values: dict[str, str] = {}
+        wanted = self.secure_scheme_headers
+        names = self.forwarder_names
+        if not wanted and not names:
+            return None, None
+        wildcard = self.forward_any
+        scheme: str | None = None
+        values: dict[str, str] | None = None
         for raw_name, raw_value in head.headers:
-            if b"_" not in raw_name:
-                continue
-            name = raw_name.decode("latin-1")
-            if wildcard or name in self.forwarder_names:
-                values[name] = raw_value.decode("latin-1")
-        return values
+            secure_value = wanted.get(raw_name)
+            if secure_value is not None:
+                scheme = scheme_vote(scheme, raw_value, secure_value)
+            if names and b"_" in raw_name:
+                name = raw_name.decode("latin-1")
+                if wildcard or name in names:
+                    if values is None:
+                        values = {}
+                    values[name] = raw_value.decode("latin-1")
+        return scheme, values

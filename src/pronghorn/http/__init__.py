@@ -48,7 +48,7 @@ from .response import (
     is_valid_field_value,
     parse_status,
 )
-from .scheme import normalize_scheme_headers, scheme_from_normalized, url_scheme_from_headers
+from .scheme import normalize_scheme_headers, scheme_from_normalized, scheme_vote, url_scheme_from_headers
 
 __all__ = [
     "CONNECTION_CLOSED",
@@ -89,5 +89,6 @@ __all__ = [
     "error_response",
     "normalize_scheme_headers",
     "scheme_from_normalized",
+    "scheme_vote",
     "url_scheme_from_headers",
 ]

@@ -37,11 +37,15 @@ def scheme_from_normalized(headers: Iterable[tuple[bytes, bytes]], wanted: Mappi
     scheme: str | None = None
     for name, value in headers:
         secure_value = wanted.get(name)
-        if secure_value is None:
-            continue
-        this = "https" if value.lower() == secure_value else "http"
-        if scheme is None:
-            scheme = this
-        elif scheme != this:
-            raise InvalidSchemeHeaders("Contradictory scheme headers")
+        if secure_value is not None:
+            scheme = scheme_vote(scheme, value, secure_value)
     return scheme
+
+
+def scheme_vote(scheme: str | None, value: bytes, secure_value: bytes) -> str:
+    """One matching header's say: the scheme it means, which must agree with ``scheme`` (the
+    earlier headers' one, if any), else :class:`InvalidSchemeHeaders`."""
+    this = "https" if value.lower() == secure_value else "http"
+    if scheme is not None and scheme != this:
+        raise InvalidSchemeHeaders("Contradictory scheme headers")
+    return this
