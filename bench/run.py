@@ -11,7 +11,10 @@ drawn as grouped bars into docs/benchmark.png.
 Nothing is installed here: a missing peer is skipped with a note, a missing wrk stops the run,
 each saying how to install it (see bench/README.md).
 
-    PYTHONPATH=src /tmp/bench-peers/bin/python bench/run.py [--duration 10] [--json out.json]
+    /tmp/bench-peers/bin/pip install .     # pronghorn as users get it (compiled with mypyc)
+    /tmp/bench-peers/bin/python bench/run.py [--duration 10] [--json out.json]
+
+Without that install, pronghorn runs from the checkout's src/ as pure Python (the results say which).
 """
 
 from __future__ import annotations
@@ -290,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     servers, notes = find_servers(names, args.peers_bin, args.python, args.pronghorn_worker)
     for note in notes:
         print("note: " + note, file=sys.stderr)
-    precompile(args.python)
+    if any(s.from_src for s in servers):
+        precompile(args.python)
     env = environment(servers)
     runs: list[dict[str, Any]] = []
     total = len(loads) * len(servers) * args.rounds

@@ -44,6 +44,7 @@ class Server:
     worker: str = ""  # pronghorn's worker class
     version: str = ""
     note: str = ""
+    from_src: bool = False  # pronghorn: run from the checkout's src/ (it is not installed for ``program``)
 
     @property
     def label(self) -> str:
@@ -74,9 +75,9 @@ class Server:
     def environ(self) -> dict[str, str]:
         env = dict(os.environ)
         paths = [str(BENCH_DIR)]
-        if self.name == "pronghorn":
+        if self.from_src:
             paths.append(str(REPO / "src"))
-        if env.get("PYTHONPATH"):
+        if env.get("PYTHONPATH") and self.name != "pronghorn":  # pronghorn: exactly what was found
             paths.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(paths)
         return env
@@ -101,20 +102,37 @@ def _version(python: str, package: str) -> str:
     return out.stdout.strip() or "?"
 
 
-def pronghorn_facts(python: str, worker: str) -> tuple[str, str, str]:
-    """pronghorn's version, the worker class ``-k worker`` really runs, and its event loop."""
-    code = ("import importlib.util, pronghorn; from pronghorn.workers.registry import resolve_worker_class as r\n"
+def pronghorn_installed(python: str) -> bool:
+    """Whether ``python`` imports pronghorn by itself (an install, compiled where it could be)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    try:
+        out = subprocess.run([python, "-c", "import pronghorn"], check=False, capture_output=True, timeout=30,
+                             env=env, cwd=BENCH_DIR)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0
+
+
+def pronghorn_facts(python: str, worker: str, from_src: bool) -> tuple[str, str, str, str]:
+    """pronghorn's version, the worker class ``-k worker`` really runs, its event loop, and whether
+    the modules on the request path are compiled (mypyc)."""
+    code = ("import importlib.util, pronghorn, pronghorn.http.parser as p\n"
+            "from pronghorn.workers.registry import resolve_worker_class as r\n"
             f"c = r({worker!r})\n"
             "c = c[0] if isinstance(c, tuple) else c\n"
             "print(pronghorn.__version__); print(c.__module__ + '.' + c.__name__)\n"
-            "print('uvloop' if importlib.util.find_spec('uvloop') else 'asyncio (uvloop is not installed)')")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
+            "print('uvloop' if importlib.util.find_spec('uvloop') else 'asyncio (uvloop is not installed)')\n"
+            "print('compiled with mypyc' if not p.__file__.endswith('.py') else 'pure Python')")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if from_src:
+        env["PYTHONPATH"] = str(REPO / "src")
     try:
-        out = subprocess.run([python, "-c", code], check=False, capture_output=True, text=True, timeout=30, env=env)
+        out = subprocess.run([python, "-c", code], check=False, capture_output=True, text=True, timeout=30,
+                             env=env, cwd=BENCH_DIR)
     except (OSError, subprocess.TimeoutExpired):
-        return "?", "?", "?"
-    lines = out.stdout.splitlines() + ["?"] * 3
-    return lines[0], lines[1], lines[2]
+        return "?", "?", "?", "?"
+    lines = out.stdout.splitlines() + ["?"] * 4
+    return lines[0], lines[1], lines[2], lines[3]
 
 
 def find_servers(names: list[str], peers_bin: str, python: str, worker: str) -> tuple[list[Server], list[str]]:
@@ -123,9 +141,11 @@ def find_servers(names: list[str], peers_bin: str, python: str, worker: str) -> 
     notes: list[str] = []
     for name in names:
         if name == "pronghorn":
-            version, cls, loop = pronghorn_facts(python, worker)
-            note = f"-k {worker} runs {cls}" + (f", event loop: {loop}" if worker != "sync" else "")
-            servers.append(Server(name, python, worker=worker, version=version, note=note))
+            from_src = not pronghorn_installed(python)
+            version, cls, loop, build = pronghorn_facts(python, worker, from_src)
+            where = "the checkout's src/ (not installed for this interpreter)" if from_src else "installed"
+            note = f"-k {worker} runs {cls}" + (f", event loop: {loop}" if worker != "sync" else "") + f"; {where}, {build}"
+            servers.append(Server(name, python, worker=worker, version=version, note=note, from_src=from_src))
             continue
         program = PEER_PROGRAMS[name]
         path = os.path.join(peers_bin, program) if peers_bin else ""

@@ -16,8 +16,11 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import pronghorn
+
 REPO = Path(__file__).resolve().parents[1]
-SRC = REPO / "src"
+# Where the pronghorn these tests import lives (site-packages, or src/): servers run the same code.
+PACKAGE_ROOT = Path(pronghorn.__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -30,7 +33,7 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PRONGHORN_", "GUNICORN_"))}
     env.pop("PORT", None)
     env.pop("WEB_CONCURRENCY", None)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH", "")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")]))
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env

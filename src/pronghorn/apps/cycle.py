@@ -176,17 +176,18 @@ class RequestCycle:
             )
             environ["wsgi.early_hints"] = response.early_hints
             self._call_app(environ, response)
-        except ClientDisconnected as exc:
+        # One name per handler: compiled (mypyc), a name keeps the type of its first handler.
+        except ClientDisconnected as gone:
             response.failed = True
-            self.log.debug("Client %s disconnected: %s", client.peer, exc)
-        except ProtocolError as exc:  # the request body turned out to be malformed
+            self.log.debug("Client %s disconnected: %s", client.peer, gone)
+        except ProtocolError as bad:  # the request body turned out to be malformed
             response.failed = True
-            self.log.warning("Invalid request from ip=%s: %s", client.remote[0], exc)
-            if exc.respond and not response.headers_sent:
-                response.send_error(exc.status, exc.reason, str(exc))
-        except RequestTimedOut as exc:
+            self.log.warning("Invalid request from ip=%s: %s", client.remote[0], bad)
+            if bad.respond and not response.headers_sent:
+                response.send_error(bad.status, bad.reason, str(bad))
+        except RequestTimedOut as late:
             response.failed = True
-            self.log.error("%s: %s %s", exc, head.method.decode("ascii"), _path(head, environ))
+            self.log.error("%s: %s %s", late, head.method.decode("ascii"), _path(head, environ))
             if not response.headers_sent:
                 response.send_error(504, "Gateway Timeout", "The application did not answer in time.")
         except Exception:

@@ -102,8 +102,8 @@ class ParserBody:
                 raise self._error
             try:
                 event = self._parser.next_event()
-            except ProtocolError as exc:
-                self._error = exc
+            except ProtocolError as bad:
+                self._error = bad
                 raise
             if event is NEED_DATA:
                 try:

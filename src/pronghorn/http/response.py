@@ -72,13 +72,13 @@ def is_valid_field_value(value: bytes | str) -> bool:
 _PARSED_STATUSES: dict[str, tuple[int, str]] = {}
 
 
-def parse_status(status: str) -> tuple[int, str]:
+def parse_status(status: object) -> tuple[int, str]:
     """Split a WSGI status (``"200 OK"``) into code and reason; ``ValueError`` if malformed."""
-    parsed = _PARSED_STATUSES.get(status) if type(status) is str else None
+    if not isinstance(status, str):  # checked here, not by the signature: compiled, that is a TypeError
+        raise ValueError(f"status must be a str, not {type(status).__name__}")
+    parsed = _PARSED_STATUSES.get(status)
     if parsed is not None:
         return parsed
-    if not isinstance(status, str):
-        raise ValueError(f"status must be a str, not {type(status).__name__}")
     match = _STATUS.fullmatch(status)
     if match is None:
         raise ValueError(f"Invalid status {status[:64]!r}")

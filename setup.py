@@ -1,0 +1,78 @@
+"""Build pronghorn: pure Python, with the modules on every request's path compiled by mypyc.
+
+Those modules stay ordinary typed Python (the sources are what the tests and the docs describe);
+compiled, a request costs about a third less CPU. Compiling needs a C compiler: where there is none,
+or mypyc fails, or ``PRONGHORN_COMPILE=0`` is set, the same modules are installed as plain Python,
+with a warning. Editable installs (``pip install -e .``) are never compiled, so that an edited source
+is what runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+# Every request goes through these; the rest (configuration, the master, logging) runs rarely.
+COMPILED = [
+    "src/pronghorn/http/body.py",
+    "src/pronghorn/http/dates.py",
+    "src/pronghorn/http/events.py",
+    "src/pronghorn/http/fields.py",
+    "src/pronghorn/http/framing.py",
+    "src/pronghorn/http/grammar.py",
+    "src/pronghorn/http/limits.py",
+    "src/pronghorn/http/parser.py",
+    "src/pronghorn/http/request_line.py",
+    "src/pronghorn/http/response.py",
+    "src/pronghorn/apps/cycle.py",
+    "src/pronghorn/apps/environ.py",
+    "src/pronghorn/apps/forwarding.py",
+    "src/pronghorn/apps/wsgi.py",
+    "src/pronghorn/workers/gthread.py",
+    "src/pronghorn/workers/loop_io.py",
+]
+
+
+def _warn(message: str) -> None:
+    print(f"pronghorn: {message}; installing those modules as plain Python", file=sys.stderr)
+
+
+class OptionalBuildExt(build_ext):
+    """If compiling fails, the modules are left as Python instead of failing the install."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # noqa: BLE001 - no compiler, missing headers...
+            _warn(f"compiling with mypyc failed ({exc})")
+            # Nothing compiled may ship, not even an earlier build's leftovers in build/: the
+            # compiled modules share one runtime library, and a stale one would run old code.
+            for ext in self.extensions:
+                path = self.get_ext_fullpath(ext.name)
+                if os.path.exists(path):
+                    os.remove(path)
+
+
+def compiled_modules() -> list[Any]:
+    if os.environ.get("PRONGHORN_COMPILE", "1") == "0":
+        return []
+    if any(arg.startswith("editable") for arg in sys.argv):
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        _warn("mypyc is not available")
+        return []
+    try:
+        # Not the project's mypy settings: optional imports (uvloop, setproctitle) are absent here.
+        return list(mypycify(["--config-file=", "--ignore-missing-imports", *COMPILED], opt_level="3"))
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - mypyc exits on type errors
+        _warn(f"mypyc could not compile them ({exc})")
+        return []
+
+
+setup(ext_modules=compiled_modules(), cmdclass={"build_ext": OptionalBuildExt})
