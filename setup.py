@@ -11,26 +11,23 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-# Every request goes through these; the rest (configuration, the master, logging) runs rarely.
+# The modules with the most Python run per request; the rest (configuration, the master, logging,
+# rarely used framing) stays Python. Compiled code is mapped into every worker, so it is built for
+# size (-Os: about a quarter smaller than -O3, and about 4 % slower).
 COMPILED = [
-    "src/pronghorn/http/body.py",
-    "src/pronghorn/http/dates.py",
-    "src/pronghorn/http/events.py",
     "src/pronghorn/http/fields.py",
     "src/pronghorn/http/framing.py",
-    "src/pronghorn/http/grammar.py",
-    "src/pronghorn/http/limits.py",
     "src/pronghorn/http/parser.py",
     "src/pronghorn/http/request_line.py",
     "src/pronghorn/http/response.py",
     "src/pronghorn/apps/cycle.py",
     "src/pronghorn/apps/environ.py",
-    "src/pronghorn/apps/forwarding.py",
     "src/pronghorn/apps/wsgi.py",
     "src/pronghorn/workers/gthread.py",
     "src/pronghorn/workers/loop_io.py",
@@ -45,6 +42,12 @@ class OptionalBuildExt(build_ext):
     """If compiling fails, the modules are left as Python instead of failing the install."""
 
     def run(self) -> None:
+        # An earlier build's modules left in build/ would ship with this one: only this build's go.
+        wanted = {os.path.abspath(self.get_ext_fullpath(ext.name)) for ext in self.extensions}
+        for suffix in ("*.so", "*.pyd"):
+            for path in Path(self.build_lib).rglob(suffix):
+                if str(path.resolve()) not in wanted:
+                    path.unlink()
         try:
             super().run()
         except Exception as exc:  # noqa: BLE001 - no compiler, missing headers...
@@ -69,7 +72,7 @@ def compiled_modules() -> list[Any]:
         return []
     try:
         # Not the project's mypy settings: optional imports (uvloop, setproctitle) are absent here.
-        return list(mypycify(["--config-file=", "--ignore-missing-imports", *COMPILED], opt_level="3"))
+        return list(mypycify(["--config-file=", "--ignore-missing-imports", *COMPILED], opt_level="s"))
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - mypyc exits on type errors
         _warn(f"mypyc could not compile them ({exc})")
         return []
