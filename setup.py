@@ -43,10 +43,10 @@ class OptionalBuildExt(build_ext):
 
     def run(self) -> None:
         # An earlier build's modules left in build/ would ship with this one: only this build's go.
-        wanted = {os.path.abspath(self.get_ext_fullpath(ext.name)) for ext in self.extensions}
+        wanted = {Path(self.get_ext_fullpath(ext.name)).resolve() for ext in self.extensions}
         for suffix in ("*.so", "*.pyd"):
             for path in Path(self.build_lib).rglob(suffix):
-                if str(path.resolve()) not in wanted:
+                if path.resolve() not in wanted:
                     path.unlink()
         try:
             super().run()
