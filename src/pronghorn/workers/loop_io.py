@@ -271,19 +271,17 @@ class ThreadSink:
         self.socket = transport.get_extra_info("socket") if transport.get_extra_info("sslcontext") is None else None
 
     def write(self, data: bytes) -> None:
-        flow = self.flow
-        with flow.condition:
-            while (flow.paused or self.queued > HIGH_WATER) and not flow.lost:
-                flow.condition.wait(1.0)
-            if flow.lost:
-                raise ClientDisconnected("connection closed by the client")
-            self.started = True
-            self.queued += len(data)
+        self._reserve(len(data))
         self.loop.call_soon_threadsafe(self._write, data)
 
     def write_parts(self, parts: list[bytes]) -> None:
         """Several pieces at once; the transport's ``writelines`` keeps them as they are (uvloop: writev)."""
         size = sum(len(part) for part in parts)
+        self._reserve(size)
+        self.loop.call_soon_threadsafe(self._write_parts, parts, size)
+
+    def _reserve(self, size: int) -> None:
+        """Wait while the client reads too slowly (bounded buffering), then count ``size`` bytes queued."""
         flow = self.flow
         with flow.condition:
             while (flow.paused or self.queued > HIGH_WATER) and not flow.lost:
@@ -292,7 +290,6 @@ class ThreadSink:
                 raise ClientDisconnected("connection closed by the client")
             self.started = True
             self.queued += size
-        self.loop.call_soon_threadsafe(self._write_parts, parts, size)
 
     def write_last(self, parts: list[bytes]) -> None:
         """The response's final bytes go back with the finished request (one wake-up of the loop for
