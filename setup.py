@@ -30,6 +30,7 @@ COMPILED = [
     "src/pronghorn/apps/environ.py",
     "src/pronghorn/apps/wsgi.py",
     "src/pronghorn/workers/gthread.py",
+    "src/pronghorn/workers/http_connection.py",
     "src/pronghorn/workers/loop_io.py",
 ]
 

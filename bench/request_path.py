@@ -31,7 +31,8 @@ from apps import app  # noqa: E402
 from pronghorn.apps.cycle import RequestCycle  # noqa: E402
 from pronghorn.config import Config  # noqa: E402
 from pronghorn.logs import Logger  # noqa: E402
-from pronghorn.workers.gthread import HttpConnection, ThreadWorker, new_event_loop  # noqa: E402
+from pronghorn.workers.gthread import ThreadWorker, new_event_loop  # noqa: E402
+from pronghorn.workers.http_connection import HttpConnection  # noqa: E402
 
 REQUESTS = {
     "hello": b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n",  # what wrk sends

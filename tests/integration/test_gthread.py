@@ -358,6 +358,68 @@ def test_inline_worker_leaves_the_second_slow_request_to_its_sibling(workdir: Pa
         assert elapsed < 1.8, elapsed
 
 
+def _open_keep_alive(port: int, count: int) -> list[tuple[Client, bytes]]:
+    """``count`` connections opened one after another, each answered once and kept: (client, worker pid)."""
+    clients = []
+    for _ in range(count):
+        client = Client(port)
+        client.send(get("/pid"))
+        status, _, body = client.response()
+        assert status == 200
+        clients.append((client, body.split(b"|")[0]))
+    return clients
+
+
+def test_new_connections_go_to_the_worker_holding_fewer(workdir: Path) -> None:
+    # Without the connection board two idle workers win new connections about equally often, however
+    # many each already holds; with it, the one holding far fewer takes them until they are level.
+    with gthread(workdir, "--threads", "1", "--keep-alive", "30", workers=2) as (port, server):
+        blocker = Client(port)
+        clients: list[tuple[Client, bytes]] = []
+        try:
+            blocker.send(get("/busy?s=1.5"))  # one worker's loop is stuck: the other takes the next 100
+            time.sleep(0.2)
+            clients += _open_keep_alive(port, 100)
+            busy_pid = blocker.response()[2].split(b"|")[0]
+            loaded = {pid for _, pid in clients}
+            assert len(loaded) == 1 and busy_pid not in loaded, server.output()
+            clients += _open_keep_alive(port, 100)
+            newcomers = Counter(pid for _, pid in clients[100:])
+            assert newcomers[busy_pid] >= 80, newcomers
+        finally:
+            blocker.sock.close()
+            for client, _ in clients:
+                client.sock.close()
+
+
+def test_a_lighter_sibling_that_is_busy_does_not_hold_new_connections(workdir: Path) -> None:
+    with gthread(workdir, "--threads", "1", "--keep-alive", "30", workers=2) as (port, server):
+        clients = _open_keep_alive(port, 80)
+        try:
+            by_pid: dict[bytes, list[Client]] = {}
+            for client, pid in clients:
+                by_pid.setdefault(pid, []).append(client)
+            assert len(by_pid) == 2, by_pid.keys()
+            light, heavy = sorted(by_pid, key=lambda pid: len(by_pid[pid]))
+            for client in by_pid[light][: len(by_pid[light]) // 2 + 10]:
+                client.sock.close()  # the light worker now holds clearly fewer connections ...
+            time.sleep(0.2)
+            blocker = by_pid[light][-1]
+            blocker.send(get("/busy?s=3"))  # ... and its loop thread is stuck in the app
+            time.sleep(0.2)
+            started = time.monotonic()
+            newcomers = _open_keep_alive(port, 10)
+            elapsed = time.monotonic() - started
+            assert {pid for _, pid in newcomers} == {heavy}, server.output()
+            assert elapsed < 1.5, elapsed  # taken by the heavy one after a moment, not after 3 s
+            assert blocker.response()[0] == 200
+            for client, _ in newcomers:
+                client.sock.close()
+        finally:
+            for client, _ in clients:
+                client.sock.close()
+
+
 # --- request bodies spill to disk ------------------------------------------------------------------------
 
 

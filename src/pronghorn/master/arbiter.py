@@ -28,6 +28,7 @@ from pronghorn.net.addresses import parse_address
 from pronghorn.proctitle import master_title, set_proc_title, worker_title
 from pronghorn.net.listeners import Listener, create_listeners, listeners_from_fds
 from pronghorn.workers.base import Worker
+from pronghorn.workers.connection_board import ConnectionBoard
 from pronghorn.workers.registry import resolve_worker_class, worker_class_name
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class Arbiter:
         self.start_environ = dict(os.environ)
         self.start_cwd = str(self.cfg.settings["chdir"].default)
         self.worker_class = resolve_worker_class(self.cfg.worker_class, self.cfg.threads)
+        self.board = ConnectionBoard()  # before any fork: every worker shares it
         self.addresses = _parse_binds(self.cfg.bind)
         self.cfg.env  # noqa: B018 - validates raw_env before anything starts
 
@@ -350,6 +352,7 @@ class Arbiter:
         worker: Worker = self.worker_class(
             self.worker_age, self.pid, self.listeners, self.app, self.cfg.timeout / 2.0, self.cfg, self.log
         )
+        worker.board_seat = self.board.seat_for()
         self.call_hook("pre_fork", self, worker)
         # Signals stay blocked across the fork: until the child has dropped the master's handlers,
         # a TERM would only be queued in the child's copy of the master's queue and lost.
@@ -358,6 +361,7 @@ class Arbiter:
             pid = os.fork()
         except BaseException:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, self._signal_numbers)
+            self.board.release(worker.board_seat)
             raise
         if pid != 0:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, self._signal_numbers)
@@ -410,7 +414,7 @@ class Arbiter:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue  # not ours (e.g. we are PID 1): reaped quietly
-            worker.tmp.close()
+            self._forget(worker)
             if os.WIFSIGNALED(status):
                 sig = signal.Signals(os.WTERMSIG(status))
                 if sig == signal.SIGKILL:
@@ -448,13 +452,18 @@ class Arbiter:
             else:
                 self.kill_worker(pid, signal.SIGKILL)
 
+    def _forget(self, worker: Worker) -> None:
+        """A worker is gone: close its heartbeat, free its seat on the connection board."""
+        worker.tmp.close()
+        self.board.release(worker.board_seat)
+
     def kill_worker(self, pid: int, sig: int) -> None:
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             worker = self.workers.pop(pid, None)
             if worker is not None:
-                worker.tmp.close()
+                self._forget(worker)
                 self.call_hook("worker_exit", self, worker)
 
     def signal_workers(self, sig: int) -> None:

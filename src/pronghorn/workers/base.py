@@ -20,6 +20,7 @@ from pronghorn.config import Config
 from pronghorn.errors import APP_LOAD_ERROR, AppImportError
 from pronghorn.logs import Logger
 from pronghorn.net.listeners import Listener
+from pronghorn.workers.connection_board import BoardSeat
 from pronghorn.workers.heartbeat import Heartbeat
 from pronghorn.workers.privileges import chown_for, switch_user
 
@@ -81,6 +82,7 @@ class Worker:
         jitter = _random_below(cfg.max_requests_jitter + 1) if cfg.max_requests_jitter > 0 else 0
         self.max_requests = cfg.max_requests + jitter if cfg.max_requests > 0 else sys.maxsize
         self.tmp = Heartbeat(cfg.worker_tmp_dir)
+        self.board_seat: BoardSeat | None = None  # given by the master before the fork
         chown_for(self.tmp.fileno(), cfg.user, cfg.group)  # a worker running as another user must touch it
         self._next_memory_check = 0.0
         self.max_worker_memory = cfg.max_worker_memory  # read once: handled_request() is per request

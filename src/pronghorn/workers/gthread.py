@@ -4,7 +4,9 @@ How this works:
 
 * One asyncio loop per worker (uvloop when it is installed). Listening sockets are watched with
   ``add_reader``; while every application thread is busy, or ``worker_connections`` connections
-  are open, the worker stops watching them so an idle sibling takes the next connection.
+  are open, the worker stops watching them so an idle sibling takes the next connection. A worker
+  holding clearly more connections than an accepting sibling (``ConnectionBoard``) leaves new ones
+  to it for a moment, so keep-alive connections, and the memory they cost, spread evenly.
 * Each connection is an ``HttpConnection`` protocol. Bytes go into the sans-IO parser; the loop
   collects the head and the whole body (a large body goes to a temporary file) before the request
   is run through ``RequestCycle``: inline on the loop thread when ``threads == 1``, else on a pool
@@ -27,36 +29,28 @@ import signal
 import socket
 import time
 from types import FrameType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from pronghorn.apps.cycle import RequestTimedOut
-from pronghorn.apps.wsgi import NO_BODY, BytesBody, ClientDisconnected, Response
-from pronghorn.http import (
-    CONNECTION_CLOSED,
-    CONTINUE_RESPONSE,
-    NEED_DATA,
-    BodyData,
-    EndOfMessage,
-    ProtocolError,
-    RequestHead,
-    RequestParser,
-    error_response,
-)
+from pronghorn.apps.wsgi import NO_BODY, Response
+from pronghorn.http import ProtocolError, error_response
 from pronghorn.net.listeners import Listener
 from pronghorn.workers.base import Worker
-from pronghorn.workers.loop_io import SPILL_THRESHOLD, AppThreads, DirectSink, FlowControl, SpooledBody, ThreadSink
+from pronghorn.workers.connection_board import NOT_ACCEPTING
+from pronghorn.workers.http_connection import STOP_LINGER, HttpConnection, client_ip
+from pronghorn.workers.loop_io import AppThreads, ThreadSink
 
 if TYPE_CHECKING:
     from pronghorn.apps.wsgi import ResponseSink
 
-READ_PAUSE_BYTES = 256 * 1024  # stop reading a connection whose unprocessed bytes pass this
-# A connection just accepted counts as a request about to need an app thread until its first request
-# is dispatched, it closes, or this many seconds pass (so silent connections cannot block accepting).
-FRESH_GRACE = 0.1
 # A pool at capacity leaves new connections to idle siblings; if none takes them within this
 # long, every worker is busy and this one accepts anyway (its threads then serve them in order).
 OVERFLOW_WAIT = 0.02
-STOP_LINGER = 2.0  # how long an idle keep-alive connection is kept once the worker is stopping
+# A worker holding more than BALANCE_SLACK connections above an accepting sibling leaves new ones to
+# it (``ConnectionBoard``), and takes those still waiting after BALANCE_WAIT itself. Short, so the
+# one-sided stretches while it is not watching stay small.
+BALANCE_SLACK = 16
+BALANCE_WAIT = 0.002
 
 
 # Imported with this module, i.e. in the master before it forks (the master resolves the worker
@@ -72,240 +66,6 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     if _uvloop is None:
         return asyncio.new_event_loop()
     return _uvloop.new_event_loop()
-
-
-class HttpConnection(asyncio.Protocol):
-    """One client connection: parse, collect the body, run the request, keep alive or close."""
-
-    # A worker may hold thousands of idle keep-alive connections: no per-instance dict.
-    __slots__ = (
-        "worker", "listener", "fileno", "peer", "client", "parser", "transport", "head", "body", "busy", "closing",
-        "reading_paused", "deadline", "started", "flow", "sink", "direct_sink", "fresh",
-    )
-
-    def __init__(self, worker: ThreadWorker, listener: Listener, peer: Any, fileno: int) -> None:
-        self.worker = worker
-        self.listener = listener
-        self.fileno = fileno
-        self.peer: tuple[str, int] | str | None
-        if isinstance(peer, tuple):
-            self.peer = peer if len(peer) == 2 else (peer[0], peer[1])  # IPv6 addresses come with 4 items
-        else:
-            self.peer = peer or None
-        assert worker.cycle is not None
-        self.client = worker.cycle.connection(self.peer, listener.server_name, multithread=worker.pool is not None)
-        self.parser = RequestParser(self.client.limits)
-        self.transport: asyncio.Transport | None = None
-        self.head: RequestHead | None = None
-        self.body: SpooledBody | BytesBody | None = None  # made when the first body bytes arrive
-        self.busy = False  # a request is being run by the application
-        self.closing = False
-        self.reading_paused = False
-        self.deadline = time.monotonic() + worker.header_timeout
-        self.started = 0.0
-        # Only application threads wait on flow control; inline, the loop thread writes itself.
-        self.flow = FlowControl() if worker.pool is not None else None
-        self.sink: ThreadSink | None = None
-        self.direct_sink: DirectSink | None = None  # inline mode: the socket itself, made once
-        self.fresh = False  # accepted, first request not dispatched yet (counted in ``worker.fresh``)
-
-    # --- asyncio.Protocol ---
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
-        self.worker.connections.add(self)
-        self.fresh = True
-        self.worker.fresh += 1
-        self.worker.loop.call_later(FRESH_GRACE, self._fresh_expired)
-
-    def settle(self) -> None:
-        """No longer a request about to need an app thread (see ``ThreadWorker.update_accepting``)."""
-        if self.fresh:
-            self.fresh = False
-            self.worker.fresh -= 1
-
-    def _fresh_expired(self) -> None:
-        if self.fresh:
-            self.settle()
-            self.worker.update_accepting()
-
-    def data_received(self, data: bytes) -> None:
-        self.parser.feed(data)
-        if self.busy:
-            if self.parser.buffered > READ_PAUSE_BYTES and not self.reading_paused:
-                self.reading_paused = True
-                self.transport.pause_reading()  # type: ignore[union-attr]
-            return
-        self.process()
-
-    def eof_received(self) -> bool | None:
-        self.parser.feed(b"")
-        if not self.busy:
-            self.process()
-        return True  # half-close: a pipelined request may still be answered
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.flow is not None:
-            self.flow.lose()
-        if self.direct_sink is not None:
-            self.direct_sink.discard()
-        self.settle()
-        self.worker.connections.discard(self)
-        if self.body is not None and not self.busy:
-            self.body.close()
-        self.worker.connection_closed()
-
-    def pause_writing(self) -> None:
-        if self.flow is not None:
-            self.flow.pause()
-
-    def resume_writing(self) -> None:
-        if self.flow is not None:
-            self.flow.resume()
-
-    # --- request handling ---
-
-    def process(self) -> None:
-        """Turn buffered bytes into events until a request is ready to run or more bytes are needed.
-
-        Requests run inline are answered before ``dispatch()`` returns, so pipelined requests are
-        taken in this loop (not by recursion); a request on the pool resumes it when it finishes.
-        """
-        worker = self.worker
-        parser = self.parser
-        while not self.busy and not self.closing:
-            try:
-                event = parser.next_event()
-            except ProtocolError as exc:
-                worker.log.warning("Invalid request from ip=%s: %s", _ip(self.peer), exc)
-                if exc.respond:
-                    self.write_raw(exc.to_response())
-                self.close()
-                return
-            if event is NEED_DATA:
-                return
-            event_type = type(event)
-            if event_type is BodyData:
-                if not isinstance(self.body, SpooledBody):
-                    self.body = SpooledBody(worker.tmp_upload_dir)
-                self.body.write(event.data)  # type: ignore[union-attr]
-                self.deadline = time.monotonic() + worker.header_timeout
-            elif event_type is RequestHead:
-                self.head = event  # type: ignore[assignment]
-                if event.expect_continue:  # type: ignore[union-attr]
-                    # The loop reads the body itself, so the client may send it now.
-                    self.write_raw(CONTINUE_RESPONSE)
-                # Usually the body (if any) came with the head: run the request now.
-                data = parser.take_body(SPILL_THRESHOLD)
-                if data is not None and not self.closing:
-                    if data:
-                        self.body = BytesBody(data)
-                    if not self.dispatch():
-                        return
-                    continue
-                self.deadline = time.monotonic() + worker.header_timeout
-            elif event_type is EndOfMessage:
-                if not self.dispatch():
-                    return
-            elif event is CONNECTION_CLOSED:
-                self.close()
-                return
-
-    def dispatch(self) -> bool:
-        """Run the request whose body is complete; True if it is answered and the next may start."""
-        assert self.head is not None and self.transport is not None
-        if self.body is not None:
-            self.body.finish()
-        self.busy = True
-        self.started = time.monotonic()
-        worker = self.worker
-        worker.busy += 1
-        if self.fresh:
-            self.settle()
-            if worker.pool is None:
-                worker.update_accepting()  # inline, the loop accepts again once this request is answered
-        if worker.pool is None:
-            if self.direct_sink is None:
-                self.direct_sink = DirectSink(self.fileno, worker.cfg.timeout, self)
-            return self.finish_request(worker.run_inline(self, self.direct_sink))
-        worker.update_accepting()
-        assert self.flow is not None
-        self.sink = ThreadSink(worker.loop, self.transport, self.flow)
-        worker.pool.submit(worker.busy, worker.run_pooled, self, self.sink)
-        return False
-
-    def request_finished(self, response: Response | None, final: list[bytes]) -> None:
-        """From the pool thread, with the response's last bytes (``ThreadSink.write_last``)."""
-        if final and self.flow is not None and not self.flow.lost and self.transport is not None and not self.transport.is_closing():
-            self.transport.writelines(final)
-        if self.finish_request(response):
-            self.process()
-
-    def finish_request(self, response: Response | None) -> bool:
-        """Bookkeeping after a response; True if the connection goes on to its next request."""
-        worker = self.worker
-        worker.busy -= 1
-        self.busy = False
-        self.sink = None
-        if self.body is not None:
-            self.body.close()
-            self.body = None
-        self.head = None
-        worker.handled_request()
-        if worker.pool is not None or not worker.alive:
-            worker.update_accepting()  # inline, capacity does not change with each request
-        if response is None or not response.keep_alive or self.closing or self.transport is None:
-            self.close()
-            return False
-        if response.status_code < 200:
-            # An app's 1xx status as the final answer: a client still waits for a final response,
-            # and would take the next request's as this one's (RFC 9110 section 15.2).
-            self.close()
-            return False
-        self.parser.start_next_request()
-        # A stopping worker still answers a request already on its way (with "Connection: close").
-        self.deadline = time.monotonic() + (worker.keepalive if worker.alive else min(worker.keepalive, STOP_LINGER))
-        if self.reading_paused:
-            self.reading_paused = False
-            self.transport.resume_reading()
-        return True
-
-    # --- output and closing ---
-
-    def write_raw(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing() and self.flush():
-            self.transport.write(data)
-
-    def hold(self) -> None:
-        self.worker.hold(self)
-
-    def flush(self) -> bool:
-        """Write the responses held by the inline sink; False if the client is gone (then aborted)."""
-        if self.direct_sink is not None:
-            try:
-                self.direct_sink.flush()
-            except ClientDisconnected:
-                self.abort()
-                return False
-        return True
-
-    def close(self) -> None:
-        self.closing = True
-        if self.transport is not None and not self.transport.is_closing() and self.flush():
-            self.transport.close()
-
-    def abort(self) -> None:
-        self.closing = True
-        if self.flow is not None:
-            self.flow.lose()
-        if self.direct_sink is not None:
-            self.direct_sink.discard()
-        if self.transport is not None:
-            self.transport.abort()
-
-    @property
-    def idle(self) -> bool:
-        return not self.busy and self.head is None and self.parser.buffered == 0
 
 
 class ThreadWorker(Worker):
@@ -332,6 +92,7 @@ class ThreadWorker(Worker):
         # One connection at a time per readiness event when siblings share the socket (fair spread).
         self.has_siblings = cfg.workers > 1
         self.accept_batch = 1 if self.has_siblings else 16
+        self.seat = self.board_seat if self.has_siblings else None
         asyncio.set_event_loop(self.loop)
         for listener in self.sockets:
             listener.socket.setblocking(False)
@@ -370,9 +131,8 @@ class ThreadWorker(Worker):
         self._watch(want)
 
     def _watch(self, want: bool) -> None:
-        if not want and self.pool is not None and self.alive and not self.overflow_check_scheduled:
-            self.overflow_check_scheduled = True
-            self.loop.call_later(OVERFLOW_WAIT, self._accept_overflow)
+        if not want and self.pool is not None and self.alive:
+            self._check_overflow_soon(OVERFLOW_WAIT)
         if want == self.accepting:
             return
         self.accepting = want
@@ -381,9 +141,16 @@ class ThreadWorker(Worker):
                 self.loop.add_reader(listener.fileno(), self._accept, listener)
             else:
                 self.loop.remove_reader(listener.fileno())
+        self._publish_load()
+
+    def _check_overflow_soon(self, delay: float) -> None:
+        if not self.overflow_check_scheduled:
+            self.overflow_check_scheduled = True
+            self.loop.call_later(delay, self._accept_overflow)
 
     def _accept_overflow(self) -> None:
-        """Still at capacity: take connections no sibling took meanwhile (queue them on our threads)."""
+        """Not watching for a moment (at capacity, or leaving connections to a sibling with fewer):
+        take the connections no sibling took meanwhile."""
         self.overflow_check_scheduled = False
         if self.accepting or not self.alive:
             return
@@ -392,16 +159,34 @@ class ThreadWorker(Worker):
             if room <= 0:
                 break
             queued = listener.queued_connections()
-            if queued:
-                taken = min(room, max(1, queued // 2))  # leave some for busy siblings checking too
+            if queued != 0:
+                # Leave some for busy siblings checking too; without a count (unix sockets) try one.
+                taken = min(room, 1 if queued is None else max(1, queued // 2))
                 self._accept(listener, limit=taken)
                 room -= taken
         self._watch(self.has_room())  # schedules the next check while the pool stays full
 
+    def _publish_load(self) -> None:
+        if self.seat is not None:
+            self.seat.publish(len(self.connections) + self.pending_accepts if self.accepting else NOT_ACCEPTING)
+
+    def _leave_to_sibling(self) -> bool:
+        """True (and not watching for BALANCE_WAIT) if an accepting sibling holds clearly fewer connections."""
+        assert self.seat is not None
+        fewest = self.seat.fewest_elsewhere()
+        if fewest is None or len(self.connections) + self.pending_accepts <= fewest + BALANCE_SLACK:
+            return False
+        self._watch(False)
+        self._check_overflow_soon(BALANCE_WAIT)
+        return True
+
     def _accept(self, listener: Listener, limit: int | None = None) -> None:
-        if limit is None and not self.has_room():
-            self._watch(False)  # a connection waits: leave it to idle siblings
-            return
+        if limit is None:
+            if not self.has_room():
+                self._watch(False)  # a connection waits: leave it to idle siblings
+                return
+            if self.seat is not None and self._leave_to_sibling():
+                return
         for _ in range(limit if limit is not None else self.accept_batch):
             try:
                 sock, addr = listener.socket.accept()
@@ -417,6 +202,7 @@ class ThreadWorker(Worker):
             if not listener.is_unix:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.pending_accepts += 1
+            self._publish_load()
             self.loop.create_task(self._connect(listener, sock, addr))
             if limit is None and not self.has_room():
                 self._watch(False)
@@ -435,6 +221,7 @@ class ThreadWorker(Worker):
             sock.close()
         finally:
             self.pending_accepts -= 1
+            self._publish_load()
             self.update_accepting()  # a connection that failed to set up no longer claims a thread
 
     def hold(self, conn: HttpConnection) -> None:
@@ -448,7 +235,12 @@ class ThreadWorker(Worker):
         for conn in held:
             conn.flush()
 
+    def connection_opened(self, conn: HttpConnection) -> None:
+        self.connections.add(conn)
+        self._publish_load()
+
     def connection_closed(self) -> None:
+        self._publish_load()
         self.update_accepting()
         if not self.alive and not self.connections and not self.pending_accepts:
             self.loop.stop()
@@ -465,7 +257,7 @@ class ThreadWorker(Worker):
         try:
             return self.cycle.run(head, conn.body or NO_BODY, sink, conn.client, keep_alive=self.keepalive > 0 and self.alive)
         except ProtocolError as exc:  # refused before the app ran (contradictory proxy headers)
-            self.log.warning("Invalid request from ip=%s: %s", _ip(conn.peer), exc)
+            self.log.warning("Invalid request from ip=%s: %s", client_ip(conn.peer), exc)
             if exc.respond:
                 try:
                     sink.write(exc.to_response())
@@ -590,7 +382,3 @@ class ThreadWorker(Worker):
         loop = getattr(self, "loop", None)
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._stop_step, time.monotonic())
-
-
-def _ip(peer: Any) -> Any:
-    return peer[0] if isinstance(peer, tuple) else peer
