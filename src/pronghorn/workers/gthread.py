@@ -28,6 +28,7 @@ import os
 import signal
 import socket
 import time
+from collections import deque
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,9 @@ from pronghorn.workers.loop_io import AppThreads, ThreadSink
 if TYPE_CHECKING:
     from pronghorn.apps.wsgi import ResponseSink
 
+# A connection just accepted counts as a request about to need an app thread until its first request
+# is dispatched, it closes, or this many seconds pass (so silent connections cannot block accepting).
+FRESH_GRACE = 0.1
 # A pool at capacity leaves new connections to idle siblings; if none takes them within this
 # long, every worker is busy and this one accepts anyway (its threads then serve them in order).
 OVERFLOW_WAIT = 0.02
@@ -85,6 +89,7 @@ class ThreadWorker(Worker):
         self.pending_accepts = 0
         self.overflow_check_scheduled = False
         self.fresh = 0  # connections whose first request is not dispatched yet (HttpConnection.fresh)
+        self.fresh_until: deque[tuple[float, HttpConnection]] = deque()  # in accept order: one timer for all
         self.busy = 0
         self.accepting = False
         self.loop = new_event_loop()
@@ -237,7 +242,20 @@ class ThreadWorker(Worker):
 
     def connection_opened(self, conn: HttpConnection) -> None:
         self.connections.add(conn)
+        self.fresh += 1
+        self.fresh_until.append((time.monotonic() + FRESH_GRACE, conn))
+        if len(self.fresh_until) == 1:  # else the timer for an earlier one is pending
+            self.loop.call_later(FRESH_GRACE, self._fresh_expired)
         self._publish_load()
+
+    def _fresh_expired(self) -> None:
+        now = time.monotonic()
+        waiting = self.fresh_until
+        while waiting and waiting[0][0] <= now:
+            waiting.popleft()[1].settle()
+        if waiting:
+            self.loop.call_later(waiting[0][0] - now, self._fresh_expired)
+        self.update_accepting()
 
     def connection_closed(self) -> None:
         self._publish_load()

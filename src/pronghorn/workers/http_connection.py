@@ -29,9 +29,6 @@ if TYPE_CHECKING:
     from pronghorn.workers.gthread import ThreadWorker
 
 READ_PAUSE_BYTES = 256 * 1024  # stop reading a connection whose unprocessed bytes pass this
-# A connection just accepted counts as a request about to need an app thread until its first request
-# is dispatched, it closes, or this many seconds pass (so silent connections cannot block accepting).
-FRESH_GRACE = 0.1
 STOP_LINGER = 2.0  # how long an idle keep-alive connection is kept once the worker is stopping
 
 
@@ -74,21 +71,14 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
-        self.worker.connection_opened(self)
         self.fresh = True
-        self.worker.fresh += 1
-        self.worker.loop.call_later(FRESH_GRACE, self._fresh_expired)
+        self.worker.connection_opened(self)
 
     def settle(self) -> None:
         """No longer a request about to need an app thread (see ``ThreadWorker.update_accepting``)."""
         if self.fresh:
             self.fresh = False
             self.worker.fresh -= 1
-
-    def _fresh_expired(self) -> None:
-        if self.fresh:
-            self.settle()
-            self.worker.update_accepting()
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed(data)
