@@ -13,49 +13,53 @@ from pronghorn.workers.loop_io import DirectSink
 class Recorder:
     """A sink that keeps what it is given, as given."""
 
-    def __init__(self, parts: bool) -> None:
+    def __init__(self) -> None:
         self.calls: list[tuple[str, list[bytes]]] = []
-        if parts:
-            self.write_parts = lambda parts: self.calls.append(("parts", list(parts)))
 
     def write(self, data: bytes) -> None:
         self.calls.append(("write", [data]))
+
+    def write_parts(self, parts: list[bytes]) -> None:
+        self.calls.append(("parts", list(parts)))
+
+    def write_last(self, parts: list[bytes]) -> None:
+        self.calls.append(("last", list(parts)))
 
     def sendfile(self, file: object, offset: int, count: int) -> None:
         raise AssertionError("not used")
 
 
-def respond(sink: Recorder, body: bytes) -> None:
+def respond(sink: Recorder, body: bytes | list[bytes]) -> None:
     framer = ResponseFramer(request_method=b"GET", request_version=(1, 1), keep_alive=True, server_header=b"t")
     response = Response(framer, sink)  # type: ignore[arg-type]
-    response.start_response("200 OK", [("Content-Length", str(len(body)))])
-    response.write_all([body])
+    response.start_response("200 OK", [("Content-Length", str(len(body) if isinstance(body, bytes) else sum(map(len, body))))])
+    response.write_all([body] if isinstance(body, bytes) else iter(body))
     response.finish()
 
 
 def test_small_body_is_one_write_with_its_head() -> None:
-    sink = Recorder(parts=True)
+    sink = Recorder()
     respond(sink, b"x" * 100)
-    assert [kind for kind, _ in sink.calls] == ["write"]
-    assert sink.calls[0][1][0].endswith(b"\r\n\r\n" + b"x" * 100)
+    assert [kind for kind, _ in sink.calls] == ["last"]
+    assert len(sink.calls[0][1]) == 1 and sink.calls[0][1][0].endswith(b"\r\n\r\n" + b"x" * 100)
 
 
 def test_large_body_is_handed_over_as_is() -> None:
     body = b"y" * (COALESCE_LIMIT + 1)
-    sink = Recorder(parts=True)
+    sink = Recorder()
     respond(sink, body)
-    assert len(sink.calls) == 1 and sink.calls[0][0] == "parts"
+    assert len(sink.calls) == 1 and sink.calls[0][0] == "last"
     head, sent = sink.calls[0][1]
     assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")
     assert sent is body  # the very object: not copied
 
 
-def test_sink_without_write_parts_gets_one_write_per_piece() -> None:
-    body = b"z" * (COALESCE_LIMIT + 1)
-    sink = Recorder(parts=False)
-    respond(sink, body)
-    assert [kind for kind, _ in sink.calls] == ["write", "write"]
-    assert sink.calls[1][1][0] is body
+def test_a_streamed_large_block_goes_out_as_parts_before_the_last_bytes() -> None:
+    block = b"z" * (COALESCE_LIMIT + 1)
+    sink = Recorder()
+    respond(sink, [block, b"end"])
+    assert [kind for kind, _ in sink.calls] == ["parts", "write"], sink.calls
+    assert sink.calls[0][1][1] is block and sink.calls[1][1] == [b"end"]
 
 
 def test_direct_sink_write_parts_survives_partial_writes() -> None:

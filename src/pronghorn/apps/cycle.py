@@ -213,7 +213,8 @@ class RequestCycle:
                 response.write_all(result)
             response.finish()
         finally:
-            close = getattr(result, "close", None)
+            # Not asked of a list (the usual body): compiled, a missing attribute costs an exception.
+            close = getattr(result, "close", None) if type(result) is not list else None
             if close is not None:
                 close()
 

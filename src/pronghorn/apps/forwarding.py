@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 
 from pronghorn.http import RequestHead, normalize_scheme_headers, scheme_vote
 
+_UNDERSCORE = 0x5F  # "_" as an int: ``b"_" in name`` raises and clears a TypeError inside (performance.md)
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -75,7 +77,7 @@ class ForwardingPolicy:
             secure_value = wanted.get(raw_name)
             if secure_value is not None:
                 scheme = scheme_vote(scheme, raw_value, secure_value)
-            if names and b"_" in raw_name:
+            if names and _UNDERSCORE in raw_name:
                 name = raw_name.decode("latin-1")
                 if wildcard or name in names:
                     if values is None:

@@ -74,8 +74,11 @@ class ResponseSink(Protocol):
     def write(self, data: bytes) -> None:
         """Send bytes to the client (all of them, or raise ``OSError``)."""
 
-    # Optional: ``write_parts(parts: list[bytes])`` sends the pieces in order without joining them
-    # (writev); ``Response`` falls back to one ``write()`` per piece for sinks without it.
+    def write_parts(self, parts: list[bytes]) -> None:
+        """Send the pieces in order without joining them (``writev`` where the sink can)."""
+
+    def write_last(self, parts: list[bytes]) -> None:
+        """The response's final pieces; a sink may send them a little later (with the finished request)."""
 
     def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
         """Send ``count`` bytes of ``file`` from ``offset`` (the kernel's sendfile where it can)."""
@@ -313,11 +316,10 @@ class Response:
 
     def send(self, data: bytes, last: bool = False) -> None:
         """Write to the client; a failure means it is gone (never confused with app errors).
-        ``last``: the response's final bytes, which a sink with ``write_last`` may send later."""
-        write_last = getattr(self.sink, "write_last", None) if last else None
+        ``last``: the response's final bytes, which the sink may send later (``write_last``)."""
         try:
-            if write_last is not None:
-                write_last([data])
+            if last:
+                self.sink.write_last([data])
             else:
                 self.sink.write(data)
         except OSError as exc:
@@ -326,12 +328,10 @@ class Response:
     def send_parts(self, parts: list[bytes], last: bool = False) -> None:
         """``send()`` for pieces that would be costly to join (``writev`` where the sink has it)."""
         try:
-            write_parts = (last and getattr(self.sink, "write_last", None)) or getattr(self.sink, "write_parts", None)
-            if write_parts is not None:
-                write_parts(parts)
+            if last:
+                self.sink.write_last(parts)
             else:
-                for part in parts:
-                    self.sink.write(part)
+                self.sink.write_parts(parts)
         except OSError as exc:
             raise ClientDisconnected(str(exc)) from exc
 

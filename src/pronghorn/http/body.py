@@ -202,7 +202,7 @@ class ChunkedReader:
                 raise InvalidChunkSize(f"Invalid chunk size {show(line)}")
             if len(rest) > self._limits.max_chunk_extension:
                 raise InvalidChunkExtension("Chunk extension too long")
-            if b"\r" in rest:
+            if 0x0D in rest:  # CR as an int (a bytes needle costs a TypeError inside)
                 raise InvalidChunkExtension("Bare CR in chunk extension")
             if _CHUNK_EXT.fullmatch(rest) is None:
                 raise InvalidChunkExtension(f"Invalid chunk extension {show(rest)}")

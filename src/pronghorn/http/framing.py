@@ -48,7 +48,7 @@ def build_request_head(
             lowered = value.lower()
             if connection is None:
                 connection = lowered  # Gunicorn: only the first Connection field decides
-            if b"close" in lowered and _has_option(lowered, b"close"):
+            if lowered.find(b"close") >= 0 and _has_option(lowered, b"close"):  # find: ``in`` costs a TypeError inside
                 close_option = True  # RFC 9112 section 9.6: "close" anywhere closes
         elif name == _EXPECT:
             # RFC 9110 section 10.1.1: 100-continue is the only expectation;

@@ -142,7 +142,7 @@ def _check_brackets(authority: bytes, target: bytes) -> None:
     any reg-name), but an unbalanced or misplaced bracket is what makes
     Gunicorn's ``urlsplit`` raise, so it is rejected here too.
     """
-    if b"[" not in authority and b"]" not in authority:
+    if 0x5B not in authority and 0x5D not in authority:  # "[", "]" as ints (bytes needles cost a TypeError inside)
         return
     hostport = authority[authority.rfind(b"@") + 1 :]  # RFC 3986 section 3.2: [ userinfo "@" ]
     close = hostport.find(b"]")

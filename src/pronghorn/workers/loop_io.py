@@ -188,6 +188,12 @@ class DirectSink:
         self.flush()  # what is held goes first
         self._send_views([memoryview(part) for part in parts if part])
 
+    def write_last(self, parts: list[bytes]) -> None:
+        if len(parts) == 1:
+            self.write(parts[0])  # a small one is held with the other responses of this pass
+        else:
+            self.write_parts(parts)
+
     def _send_views(self, views: list[memoryview]) -> None:
         """Send every byte of ``views``, waiting (bounded) while the socket is full."""
         while views:

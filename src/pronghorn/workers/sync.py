@@ -34,6 +34,12 @@ class _SocketSink:
     def write(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def write_parts(self, parts: list[bytes]) -> None:
+        for part in parts:
+            self.sock.sendall(part)
+
+    write_last = write_parts
+
     def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
         self.sock.sendfile(file, offset, count)
 
