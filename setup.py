@@ -21,12 +21,14 @@ from setuptools.command.build_ext import build_ext
 # rarely used framing) stays Python. Compiled code is mapped into every worker, so it is built for
 # size (-Os: about a quarter smaller than -O3, and about 4 % slower).
 COMPILED = [
+    "src/pronghorn/http/dates.py",
     "src/pronghorn/http/fields.py",
     "src/pronghorn/http/framing.py",
     "src/pronghorn/http/parser.py",
     "src/pronghorn/http/request_line.py",
     "src/pronghorn/http/response.py",
     "src/pronghorn/apps/cycle.py",
+    "src/pronghorn/apps/forwarding.py",
     "src/pronghorn/apps/environ.py",
     "src/pronghorn/apps/wsgi.py",
     "src/pronghorn/workers/gthread.py",

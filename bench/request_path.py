@@ -21,6 +21,7 @@ import pstats
 import socket
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,7 @@ def build(ours: socket.socket) -> tuple[ThreadWorker, HttpConnection]:
     worker.accepting = worker.overflow_check_scheduled = False
     worker.stopping_since = 0.0
     worker.has_siblings, worker.accept_batch = True, 1
+    worker.seat, worker.fresh_until = None, deque()
     worker.loop = new_event_loop()
     conn = HttpConnection(worker, _Listener(), ("127.0.0.1", 5555), ours.fileno())  # type: ignore[arg-type]
     conn.transport = _Transport(ours)  # type: ignore[assignment]
