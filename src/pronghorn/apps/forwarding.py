@@ -9,14 +9,18 @@ both are ignored.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from pronghorn.http import RequestHead, normalize_scheme_headers, scheme_vote
+from pronghorn.ip_literals import needs_ipaddress, packed_address
+
+if TYPE_CHECKING:
+    import ipaddress
 
 _UNDERSCORE = 0x5F  # "_" as an int: ``b"_" in name`` raises and clears a TypeError inside (performance.md)
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_V4_MAPPED_PREFIX = b"\0" * 10 + b"\xff\xff"  # RFC 4291 section 2.5.5.2: ::ffff:a.b.c.d
 
 
 class ForwardingPolicy:
@@ -28,7 +32,13 @@ class ForwardingPolicy:
     ) -> None:
         allowed = list(allow_ips)
         self.trust_all = "*" in allowed
-        self.networks: list[IPNetwork] = [ipaddress.ip_network(a, strict=False) for a in allowed if a != "*"]
+        # Plain addresses are compared packed; ``ipaddress`` only for networks and scoped addresses.
+        self.addresses = frozenset(packed_address(a) for a in allowed if a != "*" and not needs_ipaddress(a))
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        if any(needs_ipaddress(a) for a in allowed):
+            import ipaddress
+
+            self.networks = [ipaddress.ip_network(a, strict=False) for a in allowed if needs_ipaddress(a)]
         self.secure_scheme_headers = normalize_scheme_headers(
             {name.encode("latin-1"): value.encode("latin-1") for name, value in secure_scheme_headers.items()}
         )
@@ -50,12 +60,18 @@ class ForwardingPolicy:
         return known
 
     def _trusts_ip(self, ip: str) -> bool:
-        try:
-            address = ipaddress.ip_address(ip.split("%", 1)[0])
-        except ValueError:
+        packed = packed_address(ip.split("%", 1)[0])
+        if packed is None:
             return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+        if packed.startswith(_V4_MAPPED_PREFIX):
+            packed = packed[12:]  # an IPv4 client on a dual-stack socket
+        if packed in self.addresses:
+            return True
+        if not self.networks:
+            return False
+        import ipaddress
+
+        address = ipaddress.ip_address(packed)
         return any(address in network for network in self.networks)
 
     def from_proxy(self, head: RequestHead) -> tuple[str | None, dict[str, str] | None]:

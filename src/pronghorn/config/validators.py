@@ -10,13 +10,13 @@ from __future__ import annotations
 import grp
 import importlib
 import inspect
-import ipaddress
 import os
 import pwd
 from collections.abc import Callable
 from typing import Any
 
 from pronghorn.config.setting import Validator
+from pronghorn.ip_literals import needs_ipaddress, packed_address
 
 
 def boolean(value: Any) -> bool:
@@ -109,10 +109,17 @@ def address_list(value: Any) -> list[str]:
     for item in items:
         if item == "*":
             continue
-        try:
-            ipaddress.ip_network(item)
-        except ValueError:
-            raise ValueError(f"expected IP addresses or networks separated by commas, or '*' ({item!r} is neither)") from None
+        if needs_ipaddress(item):
+            import ipaddress  # only for networks and scoped addresses (pronghorn.ip_literals)
+
+            try:
+                ipaddress.ip_network(item)
+                continue
+            except ValueError:
+                pass
+        elif packed_address(item) is not None:
+            continue
+        raise ValueError(f"expected IP addresses or networks separated by commas, or '*' ({item!r} is neither)")
     return items
 
 

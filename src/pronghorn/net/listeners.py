@@ -7,7 +7,6 @@ blocking mode, and whoever re-executes the master marks the sockets it passes on
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 import socket
 import stat
@@ -15,6 +14,7 @@ import struct
 import time
 from typing import Callable, Sequence
 
+from pronghorn.ip_literals import packed_address
 from pronghorn.net.addresses import Address, FdAddress, TcpAddress, UnixAddress
 
 __all__ = ["Listener", "create_listener", "create_listeners", "listeners_from_fds"]
@@ -186,13 +186,10 @@ def _resolve(address: TcpAddress) -> tuple[socket.AddressFamily, tuple[object, .
     """Pick the family and sockaddr to bind; a name with both kinds of address binds IPv4."""
     flags: int = socket.AI_PASSIVE
     family = socket.AF_UNSPEC
-    try:
-        literal = ipaddress.ip_address(address.host.partition("%")[0])
-    except ValueError:
-        pass  # a name: let the resolver answer
-    else:
+    literal = packed_address(address.host.partition("%")[0])
+    if literal is not None:  # else a name: let the resolver answer
         flags |= socket.AI_NUMERICHOST
-        family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+        family = socket.AF_INET6 if len(literal) == 16 else socket.AF_INET
     # A str host goes through the "idna" codec, which imports encodings.idna, stringprep and
     # unicodedata (~0.3 MiB that every forked worker inherits); an ASCII name needs no encoding.
     host: str | bytes = address.host.encode("ascii") if address.host.isascii() else address.host
