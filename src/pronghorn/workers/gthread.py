@@ -98,6 +98,7 @@ class ThreadWorker(Worker):
         self.has_siblings = cfg.workers > 1
         self.accept_batch = 1 if self.has_siblings else 16
         self.seat = self.board_seat if self.has_siblings else None
+        self.published_load = NOT_ACCEPTING  # what the seat holds (a new seat starts there)
         asyncio.set_event_loop(self.loop)
         for listener in self.sockets:
             listener.socket.setblocking(False)
@@ -172,14 +173,19 @@ class ThreadWorker(Worker):
         self._watch(self.has_room())  # schedules the next check while the pool stays full
 
     def _publish_load(self) -> None:
-        if self.seat is not None:
-            self.seat.publish(len(self.connections) + self.pending_accepts if self.accepting else NOT_ACCEPTING)
+        """Put this worker's count on the board (only when it changed: accepting costs no more)."""
+        load = len(self.connections) + self.pending_accepts if self.accepting else NOT_ACCEPTING
+        if self.seat is not None and load != self.published_load:
+            self.published_load = load
+            self.seat.publish(load)
 
     def _leave_to_sibling(self) -> bool:
         """True (and not watching for BALANCE_WAIT) if an accepting sibling holds clearly fewer connections."""
-        assert self.seat is not None
+        load = len(self.connections) + self.pending_accepts
+        if self.seat is None or load <= BALANCE_SLACK:  # nobody can hold clearly fewer: skip the board
+            return False
         fewest = self.seat.fewest_elsewhere()
-        if fewest is None or len(self.connections) + self.pending_accepts <= fewest + BALANCE_SLACK:
+        if fewest is None or load <= fewest + BALANCE_SLACK:
             return False
         self._watch(False)
         self._check_overflow_soon(BALANCE_WAIT)
@@ -190,7 +196,7 @@ class ThreadWorker(Worker):
             if not self.has_room():
                 self._watch(False)  # a connection waits: leave it to idle siblings
                 return
-            if self.seat is not None and self._leave_to_sibling():
+            if self._leave_to_sibling():
                 return
         for _ in range(limit if limit is not None else self.accept_batch):
             try:
@@ -246,7 +252,7 @@ class ThreadWorker(Worker):
         self.fresh_until.append((time.monotonic() + FRESH_GRACE, conn))
         if len(self.fresh_until) == 1:  # else the timer for an earlier one is pending
             self.loop.call_later(FRESH_GRACE, self._fresh_expired)
-        self._publish_load()
+        # Not published: until _connect() ends it is also in pending_accepts, counted at accept().
 
     def _fresh_expired(self) -> None:
         now = time.monotonic()
