@@ -173,7 +173,7 @@ class ThreadWorker(Worker):
         self._watch(self.has_room())  # schedules the next check while the pool stays full
 
     def _publish_load(self) -> None:
-        """Put this worker's count on the board (only when it changed: accepting costs no more)."""
+        """Put this worker's count on the board, when it changed."""
         load = len(self.connections) + self.pending_accepts if self.accepting else NOT_ACCEPTING
         if self.seat is not None and load != self.published_load:
             self.published_load = load
@@ -187,8 +187,8 @@ class ThreadWorker(Worker):
         fewest = self.seat.fewest_elsewhere()
         if fewest is None or load <= fewest + BALANCE_SLACK:
             return False
+        self._check_overflow_soon(BALANCE_WAIT)  # first: with a pool, _watch() would schedule OVERFLOW_WAIT
         self._watch(False)
-        self._check_overflow_soon(BALANCE_WAIT)
         return True
 
     def _accept(self, listener: Listener, limit: int | None = None) -> None:
