@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import ast
 import importlib
-from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Any, Callable
+from collections.abc import Mapping
+from types import MappingProxyType, ModuleType
+from typing import Any, Callable, NamedTuple
 
 from pronghorn.errors import AppImportError
 
@@ -26,15 +26,14 @@ __all__ = ["import_app", "parse_reference", "AppReference"]
 DEFAULT_ATTRIBUTE = "application"
 
 
-@dataclass(frozen=True)
-class AppReference:
+class AppReference(NamedTuple):
     """A parsed application reference: what to import, what to look up, and how to call it."""
 
     module: str
     attribute: str
     is_call: bool = False
     args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: Mapping[str, Any] = MappingProxyType({})  # read-only: the default is shared
 
     def __str__(self) -> str:
         return f"{self.module}:{self.attribute}{'()' if self.is_call else ''}"

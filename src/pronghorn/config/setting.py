@@ -8,7 +8,6 @@ these declarations, so a setting is never described twice.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 Validator = Callable[[Any], Any]
@@ -29,7 +28,6 @@ SECTIONS = (
 )
 
 
-@dataclass(frozen=True)
 class Setting:
     """One setting: its name, how it is given, its default and how it is checked.
 
@@ -43,27 +41,61 @@ class Setting:
     and validated, and a non-default value logs one warning at start-up saying it has no effect yet.
     """
 
+    # Immutable (assignment raises); a plain class, not a dataclass, so that ``dataclasses`` is not
+    # imported into every worker (see pronghorn.http.limits).
+    __slots__ = (
+        "name", "section", "validator", "desc", "default", "cli", "meta", "action", "nargs", "const",
+        "cli_type", "env_default", "default_doc", "pending", "details",
+    )
+
     name: str
     section: str
     validator: Validator
     desc: str
-    default: Any = None
-    cli: tuple[str, ...] = ()
-    meta: str | None = None
-    action: str | None = None
-    nargs: str | None = None
-    const: Any = None
-    cli_type: Callable[[str], Any] | None = None
-    env_default: EnvDefault | None = None
-    default_doc: str | None = None
-    pending: str | None = None
-    details: tuple[str, ...] = field(default=())
+    default: Any
+    cli: tuple[str, ...]
+    meta: str | None
+    action: str | None
+    nargs: str | None
+    const: Any
+    cli_type: Callable[[str], Any] | None
+    env_default: EnvDefault | None
+    default_doc: str | None
+    pending: str | None
+    details: tuple[str, ...]
 
-    def __post_init__(self) -> None:
-        if self.section not in SECTIONS:
-            raise ValueError(f"setting {self.name}: unknown section {self.section!r}")
-        if not self.desc or "\n" in self.desc:
-            raise ValueError(f"setting {self.name}: desc must be one line")
+    def __init__(
+        self,
+        name: str,
+        section: str,
+        validator: Validator,
+        desc: str,
+        default: Any = None,
+        cli: tuple[str, ...] = (),
+        meta: str | None = None,
+        action: str | None = None,
+        nargs: str | None = None,
+        const: Any = None,
+        cli_type: Callable[[str], Any] | None = None,
+        env_default: EnvDefault | None = None,
+        default_doc: str | None = None,
+        pending: str | None = None,
+        details: tuple[str, ...] = (),
+    ) -> None:
+        if section not in SECTIONS:
+            raise ValueError(f"setting {name}: unknown section {section!r}")
+        if not desc or "\n" in desc:
+            raise ValueError(f"setting {name}: desc must be one line")
+        values = (name, section, validator, desc, default, cli, meta, action, nargs, const, cli_type,
+                  env_default, default_doc, pending, details)
+        for slot, value in zip(self.__slots__, values):
+            object.__setattr__(self, slot, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"setting {self.name} is immutable: cannot set {name!r}")
+
+    def __repr__(self) -> str:
+        return f"Setting({self.name!r}, section={self.section!r}, default={self.default!r})"
 
     def default_for(self, environ: Mapping[str, str]) -> Any:
         """The validated default value, given the process environment."""

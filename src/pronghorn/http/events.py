@@ -9,7 +9,6 @@ peer closed cleanly between requests).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple, Union
 
 Fields = tuple[tuple[bytes, bytes], ...]
@@ -74,15 +73,13 @@ class RequestHead(NamedTuple):
         return [value for key, value in self.headers if key == name]
 
 
-@dataclass(frozen=True, slots=True)
-class BodyData:
+class BodyData(NamedTuple):
     """A slice of the request body (already de-chunked)."""
 
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class EndOfMessage:
+class EndOfMessage(NamedTuple):
     """The body is complete.  Trailers (chunked only) are never merged into headers."""
 
     trailers: Fields = ()

@@ -10,9 +10,7 @@ normalises the numeric limits with Gunicorn's clamps, so an out-of-range
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from functools import cached_property
-from typing import Literal
+from typing import Final, Literal
 
 # Gunicorn's hard ceilings (same numbers, so settings behave identically).
 MAX_REQUEST_LINE = 8190
@@ -47,7 +45,6 @@ def _clamp_chunk_extension(value: int) -> int:
     return DEFAULT_MAX_CHUNK_EXTENSION if value <= 0 else value
 
 
-@dataclass(frozen=True)
 class Limits:
     """Size limits and leniency switches for :class:`~pronghorn.http.parser.RequestParser`.
 
@@ -63,38 +60,78 @@ class Limits:
     a Host field (off by default, as in Gunicorn; see the parser docstring).
     """
 
-    max_request_line: int = 4094
-    max_header_count: int = 100
-    max_header_field_size: int = 8190
-    max_chunk_extension: int = DEFAULT_MAX_CHUNK_EXTENSION
-    permit_obsolete_folding: bool = False
-    strip_header_spaces: bool = False
-    permit_unconventional_method: bool = False
-    permit_unconventional_version: bool = False
-    casefold_method: bool = False
-    header_map: HeaderMap = "drop"
-    underscore_names_allowed: frozenset[bytes] = frozenset()
-    require_host: bool = False
+    # Immutable (assignment raises), compared by value; not a dataclass: ``dataclasses`` would be
+    # imported into every worker for this and a few other small classes (about 0.15 MiB).
+    __slots__ = (
+        "max_request_line", "max_header_count", "max_header_field_size", "max_chunk_extension",
+        "permit_obsolete_folding", "strip_header_spaces", "permit_unconventional_method",
+        "permit_unconventional_version", "casefold_method", "header_map", "underscore_names_allowed",
+        "require_host", "max_field_section", "field_rules",
+    )
+    _FIELDS: Final = __slots__[:12]  # the constructor's; the last two are derived from them
 
-    def __post_init__(self) -> None:
-        if self.header_map not in _HEADER_MAP_VALUES:
-            raise ValueError(
-                f"header_map must be one of drop, refuse, dangerous; got {self.header_map!r}"
-            )
-        # frozen dataclass: normalise through object.__setattr__ once, here.
-        object.__setattr__(self, "max_request_line", _clamp_request_line(self.max_request_line))
-        object.__setattr__(self, "max_header_count", _clamp_header_count(self.max_header_count))
-        object.__setattr__(
-            self, "max_header_field_size", _clamp_field_size(self.max_header_field_size)
+    max_request_line: int
+    max_header_count: int
+    max_header_field_size: int
+    max_chunk_extension: int
+    permit_obsolete_folding: bool
+    strip_header_spaces: bool
+    permit_unconventional_method: bool
+    permit_unconventional_version: bool
+    casefold_method: bool
+    header_map: HeaderMap
+    underscore_names_allowed: frozenset[bytes]
+    require_host: bool
+    max_field_section: int
+    field_rules: tuple[int, int, bool, bool, HeaderMap, frozenset[bytes], bool]
+
+    def __init__(
+        self,
+        max_request_line: int = 4094,
+        max_header_count: int = 100,
+        max_header_field_size: int = 8190,
+        max_chunk_extension: int = DEFAULT_MAX_CHUNK_EXTENSION,
+        permit_obsolete_folding: bool = False,
+        strip_header_spaces: bool = False,
+        permit_unconventional_method: bool = False,
+        permit_unconventional_version: bool = False,
+        casefold_method: bool = False,
+        header_map: HeaderMap = "drop",
+        underscore_names_allowed: frozenset[bytes] = frozenset(),
+        require_host: bool = False,
+    ) -> None:
+        if header_map not in _HEADER_MAP_VALUES:
+            raise ValueError(f"header_map must be one of drop, refuse, dangerous; got {header_map!r}")
+        allowed = frozenset(name.upper() for name in underscore_names_allowed)
+        count = _clamp_header_count(max_header_count)
+        size = _clamp_field_size(max_header_field_size)
+        values = (
+            _clamp_request_line(max_request_line), count, size, _clamp_chunk_extension(max_chunk_extension),
+            permit_obsolete_folding, strip_header_spaces, permit_unconventional_method,
+            permit_unconventional_version, casefold_method, header_map, allowed, require_host,
+            # Byte cap for a whole header (or trailer) section, final CRLF included.
+            count * (size + 2) + 4,
+            # What ``parse_field_lines`` reads on every call, in one attribute: count and size caps,
+            # folding, name stripping, ``header_map``, underscore names allowed, and whether all are.
+            (count, size, permit_obsolete_folding, strip_header_spaces, header_map, allowed, b"*" in allowed),
         )
-        object.__setattr__(
-            self, "max_chunk_extension", _clamp_chunk_extension(self.max_chunk_extension)
-        )
-        object.__setattr__(
-            self,
-            "underscore_names_allowed",
-            frozenset(name.upper() for name in self.underscore_names_allowed),
-        )
+        for name, value in zip(self.__slots__, values):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Limits are immutable: cannot set {name!r}")
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self._FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Limits) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return "Limits(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in self._FIELDS) + ")"
 
     @classmethod
     def from_settings(
@@ -142,24 +179,4 @@ class Limits:
             header_map=mapping,
             underscore_names_allowed=allowed,
             require_host=require_host,
-        )
-
-    @cached_property
-    def max_field_section(self) -> int:
-        """Byte cap for a whole header (or trailer) section, final CRLF included."""
-        return self.max_header_count * (self.max_header_field_size + 2) + 4
-
-    @cached_property
-    def field_rules(self) -> tuple[int, int, bool, bool, HeaderMap, frozenset[bytes], bool]:
-        """What ``parse_field_lines`` reads on every call, in one attribute: count and size caps,
-        folding, name stripping, ``header_map``, underscore names allowed, and whether all are."""
-        allowed = self.underscore_names_allowed
-        return (
-            self.max_header_count,
-            self.max_header_field_size,
-            self.permit_obsolete_folding,
-            self.strip_header_spaces,
-            self.header_map,
-            allowed,
-            b"*" in allowed,
         )

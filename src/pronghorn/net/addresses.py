@@ -7,8 +7,7 @@ Accepted spellings (Gunicorn's): ``HOST``, ``HOST:PORT``, ``[V6]``, ``[V6]:PORT`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Union
+from typing import NamedTuple, Union
 
 __all__ = ["TcpAddress", "UnixAddress", "FdAddress", "Address", "parse_address"]
 
@@ -16,8 +15,7 @@ _DIGITS = frozenset("0123456789")
 _MAX_PORT = 65535
 
 
-@dataclass(frozen=True)
-class TcpAddress:
+class TcpAddress(NamedTuple):
     host: str
     port: int
 
@@ -27,16 +25,14 @@ class TcpAddress:
         return f"{self.host}:{self.port}"
 
 
-@dataclass(frozen=True)
-class UnixAddress:
+class UnixAddress(NamedTuple):
     path: str
 
     def __str__(self) -> str:
         return f"unix:{self.path}"
 
 
-@dataclass(frozen=True)
-class FdAddress:
+class FdAddress(NamedTuple):
     fd: int
 
     def __str__(self) -> str:
