@@ -10,7 +10,7 @@ normalises the numeric limits with Gunicorn's clamps, so an out-of-range
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 # Gunicorn's hard ceilings (same numbers, so settings behave identically).
 MAX_REQUEST_LINE = 8190
@@ -154,19 +154,8 @@ class Limits:
         ``forwarder_headers`` must only be passed for peers the caller trusts
         (Gunicorn: ``forwarded_allow_ips``); names are upper-cased, ``*`` allows all.
         """
-        if header_map not in _HEADER_MAP_VALUES:
-            raise ValueError(
-                f"header_map must be one of drop, refuse, dangerous; got {header_map!r}"
-            )
-        allowed = frozenset(
-            (name.encode("latin-1") if isinstance(name, str) else name).upper()
-            for name in forwarder_headers
-        )
-        mapping: HeaderMap = "drop"
-        if header_map == "refuse":
-            mapping = "refuse"
-        elif header_map == "dangerous":
-            mapping = "dangerous"
+        # The constructor checks header_map and upper-cases the names.
+        allowed = frozenset(name.encode("latin-1") if isinstance(name, str) else name for name in forwarder_headers)
         return cls(
             max_request_line=limit_request_line,
             max_header_count=limit_request_fields,
@@ -176,7 +165,7 @@ class Limits:
             permit_unconventional_method=permit_unconventional_http_method,
             permit_unconventional_version=permit_unconventional_http_version,
             casefold_method=casefold_http_method,
-            header_map=mapping,
+            header_map=cast(HeaderMap, header_map),
             underscore_names_allowed=allowed,
             require_host=require_host,
         )
