@@ -31,6 +31,8 @@ COMPILED = [
     "src/pronghorn/apps/forwarding.py",
     "src/pronghorn/apps/environ.py",
     "src/pronghorn/apps/wsgi.py",
+    "src/pronghorn/workers/admission.py",
+    "src/pronghorn/workers/app_threads.py",
     "src/pronghorn/workers/gthread.py",
     "src/pronghorn/workers/http_connection.py",
     "src/pronghorn/workers/loop_io.py",

@@ -21,7 +21,6 @@ import pstats
 import socket
 import sys
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from apps import app  # noqa: E402
 
-from pronghorn.apps.cycle import RequestCycle  # noqa: E402
+from pronghorn.apps.cycle import CycleSettings, RequestCycle  # noqa: E402
 from pronghorn.config import Config  # noqa: E402
 from pronghorn.logs import Logger  # noqa: E402
-from pronghorn.workers.gthread import ThreadWorker, new_event_loop  # noqa: E402
+from pronghorn.workers.gthread import ThreadWorker  # noqa: E402
 from pronghorn.workers.http_connection import HttpConnection  # noqa: E402
 
 REQUESTS = {
@@ -51,16 +50,22 @@ class _Listener:
 
 
 class _Transport:
-    """What HttpConnection asks of its transport on this path."""
+    """What HttpConnection and its LoopOutput ask of a transport on this path."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+
+    def get_extra_info(self, name: str) -> Any:
+        return None
+
+    def get_write_buffer_size(self) -> int:
+        return 0
 
     def is_closing(self) -> bool:
         return False
 
     def write(self, data: bytes) -> None:
-        self.sock.send(data)
+        raise RuntimeError("the socket was full: drain it faster")
 
     def close(self) -> None:
         raise RuntimeError("the connection was closed: the request was not answered with keep-alive")
@@ -75,30 +80,19 @@ class _Transport:
 class _Loop:
     """The end-of-pass flush is run by hand after each request instead of by a running loop."""
 
-    def call_soon(self, callback: Any) -> None:
+    def call_soon(self, callback: Any, *args: Any) -> None:
         pass
 
 
 def build(ours: socket.socket) -> tuple[ThreadWorker, HttpConnection]:
     cfg = Config()
+    cfg.set("workers", 2)  # siblings: the admission policy publishes around each inline request
     worker = ThreadWorker(1, os.getppid(), [], _App(), 30, cfg, Logger(cfg))  # type: ignore[arg-type]
     worker.wsgi = app
-    worker.cycle = RequestCycle(worker)
-    # What ThreadWorker.run() sets, for --threads 1 and two workers (siblings).
-    worker.threads, worker.pool = 1, None
-    worker.header_timeout, worker.keepalive = 30.0, 75.0
-    worker.tmp_upload_dir, worker.request_timeout = None, 0.0
-    worker.worker_connections = 1000
-    worker.connections, worker.held = set(), []
-    worker.pending_accepts = worker.fresh = worker.busy = 0
-    worker.accepting = worker.overflow_check_scheduled = False
-    worker.stopping_since = 0.0
-    worker.has_siblings, worker.accept_batch = True, 1
-    worker.seat, worker.fresh_until = None, deque()
-    worker.loop = new_event_loop()
+    worker.cycle = RequestCycle(app, CycleSettings(cfg), worker.log, worker.cycle_hooks())
+    worker.prepare(_Loop())  # type: ignore[arg-type]
     conn = HttpConnection(worker, _Listener(), ("127.0.0.1", 5555), ours.fileno())  # type: ignore[arg-type]
-    conn.transport = _Transport(ours)  # type: ignore[assignment]
-    worker.loop = _Loop()  # type: ignore[assignment]
+    conn.connection_made(_Transport(ours))  # type: ignore[arg-type]
     return worker, conn
 
 

@@ -1,15 +1,21 @@
 """The one request cycle every worker runs.
 
-``pre_request`` hook → environ → the WSGI app → iterate the body into the response → ``close()`` →
+``pre_request`` hook → environ → the WSGI app → pull the body into the response → ``close()`` →
 access log → ``post_request`` hook. Workers bring the parsed request head, a body source and a
 response sink; they never call the application themselves.
+
+One request is an ``Exchange``, driven by ``step()``: the first call runs the app, later calls pull
+more of its response iterable. A step stops pulling while the sink is not ``ready()`` (the client is
+not taking what was written) and returns False; the worker calls ``step()`` again once the client has
+caught up. So a blocking worker runs a request in one step, and an event-loop worker parks a response
+to a slow reader without holding a thread or buffering more than one item ahead.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from pronghorn import SERVER_SOFTWARE
 from pronghorn.apps.environ import build_environ, shared_environ
@@ -17,17 +23,21 @@ from pronghorn.apps.forwarding import ForwardingPolicy
 from pronghorn.apps.wsgi import NO_BODY, BodySource, ClientDisconnected, FileWrapper, InputStream, Response, ResponseSink
 from pronghorn.http import Limits, ProtocolError, RequestHead, ResponseFramer
 
-if TYPE_CHECKING:
-    from pronghorn.workers.base import Worker
-
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 # ``wsgi.input`` of every request without a body: nothing to read, so it never changes.
 EMPTY_INPUT = InputStream(NO_BODY)
+_END = object()  # what next() gives once a response iterable is exhausted
 
 
 class RequestTimedOut(Exception):
     """The application ran past ``request_timeout``; the request is answered 504 if still possible."""
+
+
+class WorkerAborted(BaseException):
+    """The master aborted this worker (``timeout``) while the application ran a request on the worker's
+    own thread: the request is answered 500 if still possible, then the worker exits. A BaseException,
+    so an application's ``except Exception`` does not swallow it."""
 
 
 class Request:
@@ -73,28 +83,16 @@ class ClientConnection:
         self.environ = environ  # the entries every request's environ starts from (shared by a listener's connections)
 
 
-def _path(head: RequestHead, environ: dict[str, Any] | None) -> str:
-    return environ["PATH_INFO"] if environ is not None else head.path.decode("latin-1")
+class CycleSettings:
+    """The settings the request cycle reads, taken from the configuration once per worker."""
 
+    __slots__ = ("multiprocess", "script_name", "sendfile", "forwarding", "untrusted_limits", "trusted_limits")
 
-class RequestCycle:
-    """Runs requests through the worker's application; one instance per worker process."""
-
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.cfg = worker.cfg
-        self.log = worker.log
-        cfg = worker.cfg
-        self.multiprocess = cfg.workers > 1
+    def __init__(self, cfg: Any) -> None:
+        self.multiprocess: bool = cfg.workers > 1
         # As Gunicorn: SCRIPT_NAME from the environment, where ``raw_env`` (-e) entries win.
-        self.script_name = cfg.env.get("SCRIPT_NAME", cfg.environ.get("SCRIPT_NAME", ""))
-        self.server_header = SERVER_SOFTWARE.split("/")[0].encode("ascii")
-        self.sendfile = cfg.sendfile_enabled
-        # Hooks left at their defaults cost nothing per request (the default pre_request only logs
-        # at debug level).
-        self.pre_request = _configured_hook(cfg, "pre_request", keep_default=cfg.loglevel == "debug")
-        self.post_request = _configured_hook(cfg, "post_request")
-        self.needs_request = bool(self.pre_request or self.post_request or worker.log.access_enabled)
+        self.script_name: str = cfg.env.get("SCRIPT_NAME", cfg.environ.get("SCRIPT_NAME", ""))
+        self.sendfile: bool = cfg.sendfile_enabled
         self.forwarding = ForwardingPolicy(cfg.forwarded_allow_ips, cfg.secure_scheme_headers, cfg.forwarder_headers)
         limits = dict(
             limit_request_line=cfg.limit_request_line,
@@ -107,9 +105,41 @@ class RequestCycle:
             casefold_http_method=cfg.casefold_http_method,
             header_map=cfg.header_map,
         )
+        self.untrusted_limits = Limits.from_settings(**limits)
+        self.trusted_limits = Limits.from_settings(**limits, forwarder_headers=cfg.forwarder_headers)
+
+
+class CycleHooks:
+    """The per-request hooks and logs, each None when nothing would happen (the default hooks)."""
+
+    __slots__ = ("pre_request", "post_request", "access")
+
+    def __init__(
+        self,
+        pre_request: Callable[[Request], None] | None = None,
+        post_request: Callable[[Request, dict[str, Any], Response], None] | None = None,
+        access: Callable[[Response, Request, dict[str, Any], float], None] | None = None,
+    ) -> None:
+        self.pre_request = pre_request
+        self.post_request = post_request
+        self.access = access
+
+
+class RequestCycle:
+    """Runs requests through one worker's application."""
+
+    def __init__(self, app: Callable[..., Any], settings: CycleSettings, log: Any, hooks: CycleHooks) -> None:
+        self.app = app
+        self.settings = settings
+        self.log = log
+        self.pre_request = hooks.pre_request
+        self.post_request = hooks.post_request
+        self.access = hooks.access
+        # The hook-facing request (and the clock) only when something will look at them.
+        self.needs_request = bool(hooks.pre_request or hooks.post_request or hooks.access)
+        self.server_header = SERVER_SOFTWARE.split("/")[0].encode("ascii")
+        self.forwarding = settings.forwarding
         self._shared_environs: dict[tuple[Any, str, bool], dict[str, Any]] = {}
-        self._untrusted_limits = Limits.from_settings(**limits)
-        self._trusted_limits = Limits.from_settings(**limits, forwarder_headers=cfg.forwarder_headers)
 
     def connection(
         self,
@@ -126,23 +156,22 @@ class RequestCycle:
         environ = self._shared_environs.get(key)
         if environ is None:
             environ = self._shared_environs[key] = shared_environ(
-                server=server, url_scheme=url_scheme, multithread=multithread, multiprocess=self.multiprocess
+                server=server, url_scheme=url_scheme, multithread=multithread, multiprocess=self.settings.multiprocess
             )
         if sock is not None:  # Gunicorn's sync worker shows the socket to the app; one connection's own
             environ = {**environ, "pronghorn.socket": sock, "gunicorn.socket": sock}
-        limits = self._trusted_limits if trusted else self._untrusted_limits
+        limits = self.settings.trusted_limits if trusted else self.settings.untrusted_limits
         remote = (peer[0], str(peer[1])) if isinstance(peer, tuple) else (peer or "", None)
         return ClientConnection(peer, remote, trusted, limits, url_scheme, environ)
 
-    def run(
+    def start(
         self, head: RequestHead, body: BodySource, sink: ResponseSink, client: ClientConnection, *, keep_alive: bool = True
-    ) -> Response:
-        """Answer one request; returns the response (``keep_alive`` says if the connection may be reused).
+    ) -> Exchange:
+        """One request, ready to run: its first ``step()`` calls the app.
 
-        Raises ``ProtocolError`` before the app runs if the request cannot be accepted (contradictory
-        scheme headers from a proxy); the worker answers it like a parse error.
+        Raises ``ProtocolError`` if the request cannot be accepted (contradictory scheme headers from
+        a proxy); the worker answers it like a parse error.
         """
-        started = time.monotonic() if self.needs_request else 0.0  # only the access log's %(T)s uses it
         if client.trusted:
             proxy_scheme, forwarded = self.forwarding.from_proxy(head)
             url_scheme = proxy_scheme or client.url_scheme
@@ -154,81 +183,169 @@ class RequestCycle:
             keep_alive=keep_alive and head.keep_alive,
             server_header=self.server_header,
         )
-        response = Response(framer, sink)
+        return Exchange(self, head, body, Response(framer, sink), client, url_scheme, forwarded)
+
+    def run(
+        self, head: RequestHead, body: BodySource, sink: ResponseSink, client: ClientConnection, *, keep_alive: bool = True
+    ) -> Response:
+        """Answer one request in one go (a sink that is always ready: the blocking worker's)."""
+        exchange = self.start(head, body, sink, client, keep_alive=keep_alive)
+        while not exchange.step():
+            pass
+        return exchange.response
+
+
+class Exchange:
+    """One request and its response, from the app call to the last log line (see the module doc)."""
+
+    __slots__ = (
+        "cycle", "head", "client", "response", "stream", "url_scheme", "forwarded", "req", "environ",
+        "started", "result", "iterator", "called", "done",
+    )
+
+    def __init__(
+        self,
+        cycle: RequestCycle,
+        head: RequestHead,
+        body: BodySource,
+        response: Response,
+        client: ClientConnection,
+        url_scheme: str,
+        forwarded: Any,
+    ) -> None:
+        self.cycle = cycle
+        self.head = head
+        self.client = client
+        self.response = response
+        self.url_scheme = url_scheme
+        self.forwarded = forwarded
         if head.chunked or head.content_length:
-            stream = InputStream(body, self._continue_sender(head, response) if head.expect_continue else None)
+            self.stream = InputStream(body, _continue_sender(response) if head.expect_continue else None)
         else:
-            stream = EMPTY_INPUT  # most requests: nothing to read, nothing to allocate
-        # The hook-facing request is only built when something will look at it.
-        req = Request(head, client.peer, url_scheme, stream) if self.needs_request else None
-        if self.pre_request is not None:
-            self.worker.call_hook("pre_request", self.worker, req)
-        environ: dict[str, Any] | None = None
+            self.stream = EMPTY_INPUT  # most requests: nothing to read, nothing to allocate
+        self.req: Request | None = None
+        self.environ: dict[str, Any] | None = None
+        self.started = 0.0
+        self.result: Any = None
+        self.iterator: Iterator[bytes] | None = None
+        self.called = False  # the app has been called
+        self.done = False
+
+    def step(self) -> bool:
+        """Run the app (first call) or pull more of its body while the sink is ready; True once the
+        response is complete and the request logged, False if it waits for the client."""
+        response = self.response
         try:
-            environ = build_environ(
-                head,
-                client.environ,
-                remote=client.remote,
-                body=stream,
-                url_scheme=url_scheme,
-                script_name=self.script_name,
-                forwarded=forwarded,
-            )
-            environ["wsgi.early_hints"] = response.early_hints
-            self._call_app(environ, response)
+            if not self.called:
+                self.called = True
+                self._call_app()
+            iterator = self.iterator
+            sink = response.sink
+            if iterator is not None:
+                while sink.ready():
+                    chunk = next(iterator, _END)
+                    if chunk is _END:
+                        self.iterator = None
+                        break
+                    if chunk or not response.headers_sent:
+                        response.write(chunk)  # type: ignore[arg-type]
+                else:
+                    return False
+            elif not sink.ready():  # a file still being sent: its close() waits for that
+                return False
+            response.finish()
         # One name per handler: compiled (mypyc), a name keeps the type of its first handler.
         except ClientDisconnected as gone:
             response.failed = True
-            self.log.debug("Client %s disconnected: %s", client.peer, gone)
+            self.cycle.log.debug("Client %s disconnected: %s", self.client.peer, gone)
         except ProtocolError as bad:  # the request body turned out to be malformed
             response.failed = True
-            self.log.warning("Invalid request from ip=%s: %s", client.remote[0], bad)
+            self.cycle.log.warning("Invalid request from ip=%s: %s", self.client.remote[0], bad)
             if bad.respond and not response.headers_sent:
                 response.send_error(bad.status, bad.reason, str(bad))
         except RequestTimedOut as late:
-            response.failed = True
-            self.log.error("%s: %s %s", late, head.method.decode("ascii"), _path(head, environ))
-            if not response.headers_sent:
-                response.send_error(504, "Gateway Timeout", "The application did not answer in time.")
+            self.fail(504, "Gateway Timeout", str(late))
+        except WorkerAborted:
+            self.fail(500, "Internal Server Error", "Worker timed out (aborted by the master)")
         except Exception:
             response.failed = True
-            self.log.exception("Error handling request %s", head.target.decode("latin-1"))
+            self.cycle.log.exception("Error handling request %s", self.head.target.decode("latin-1"))
             if not response.headers_sent:
                 response.send_error(500, "Internal Server Error", "")
-        finally:
-            if req is not None:
-                if environ is None:  # what the logs see if the environ itself could not be built
-                    environ = {"RAW_URI": head.target.decode("latin-1"), "REQUEST_METHOD": head.method.decode("ascii")}
-                if self.log.access_enabled:
-                    self.log.access(response, req, environ, time.monotonic() - started)
-                if self.post_request is not None:
-                    self.worker.call_hook("post_request", self.worker, req, environ, response)
-        return response
+        self.finalise()
+        return True
 
-    def _call_app(self, environ: dict[str, Any], response: Response) -> None:
-        assert self.worker.wsgi is not None
-        result = self.worker.wsgi(environ, response.start_response)
+    def fail(self, status: int, reason: str, why: str) -> None:
+        """The request was cut short (a timeout): logged once, answered ``status`` if nothing was sent."""
+        response = self.response
+        response.failed = True
+        head = self.head
+        path = self.environ["PATH_INFO"] if self.environ is not None else head.path.decode("latin-1")
+        self.cycle.log.error("%s: %s %s", why, head.method.decode("ascii"), path)
+        if not response.headers_sent:
+            try:
+                response.send_error(status, reason, "The application did not answer in time.")
+            except ClientDisconnected:
+                pass
+
+    def _call_app(self) -> None:
+        cycle = self.cycle
+        head = self.head
+        response = self.response
+        if cycle.needs_request:
+            self.started = time.monotonic()  # only the access log's %(T)s uses it
+            self.req = Request(head, self.client.peer, self.url_scheme, self.stream)
+            if cycle.pre_request is not None:
+                cycle.pre_request(self.req)
+        environ = build_environ(
+            head,
+            self.client.environ,
+            remote=self.client.remote,
+            body=self.stream,
+            url_scheme=self.url_scheme,
+            script_name=cycle.settings.script_name,
+            forwarded=self.forwarded,
+        )
+        self.environ = environ
+        environ["wsgi.early_hints"] = response.early_hints
+        result = self.result = cycle.app(environ, response.start_response)
+        if cycle.settings.sendfile and isinstance(result, FileWrapper) and response.send_file(result):
+            return  # the sink sends the file; step() waits for it before close()
+        if not response.write_whole(result):
+            self.iterator = iter(result)
+
+    def finalise(self) -> None:
+        """``close()`` the body iterable, then the access log and ``post_request`` (once)."""
+        if self.done:
+            return
+        self.done = True
+        self.iterator = None
+        cycle = self.cycle
+        result = self.result
         try:
-            if not (self.sendfile and isinstance(result, FileWrapper) and response.send_file(result)):
-                response.write_all(result)
-            response.finish()
-        finally:
             # Not asked of a list (the usual body): compiled, a missing attribute costs an exception.
-            close = getattr(result, "close", None) if type(result) is not list else None
+            close = getattr(result, "close", None) if result is not None and type(result) is not list else None
             if close is not None:
                 close()
+        except Exception:
+            self.response.failed = True
+            cycle.log.exception("Error closing the response of %s", self.head.target.decode("latin-1"))
+        finally:
+            req = self.req
+            if req is not None:
+                environ = self.environ
+                if environ is None:  # what the logs see if the environ itself could not be built
+                    environ = {"RAW_URI": self.head.target.decode("latin-1"), "REQUEST_METHOD": self.head.method.decode("ascii")}
+                if cycle.access is not None:
+                    cycle.access(self.response, req, environ, time.monotonic() - self.started)
+                if cycle.post_request is not None:
+                    cycle.post_request(req, environ, self.response)
 
-    @staticmethod
-    def _continue_sender(head: RequestHead, response: Response) -> Callable[[], None]:
-        def send_continue() -> None:
-            # RFC 9110 §10.1.1: only worth sending while the final response has not started.
-            if not response.headers_sent:
-                response.send(CONTINUE)
 
-        return send_continue
+def _continue_sender(response: Response) -> Callable[[], None]:
+    def send_continue() -> None:
+        # RFC 9110 §10.1.1: only worth sending while the final response has not started.
+        if not response.headers_sent:
+            response.send(CONTINUE)
 
-
-def _configured_hook(cfg: Any, name: str, keep_default: bool = False) -> Callable[..., Any] | None:
-    """The hook if it was configured (or ``keep_default``), else None."""
-    bound = cfg.settings[name]
-    return bound.value if keep_default or bound.value is not bound.setting.default else None
+    return send_continue

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import stat as stat_module
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import IO, Protocol
 
@@ -71,6 +71,16 @@ class BytesBody:
 
 
 class ResponseSink(Protocol):
+    """Where a response's bytes go. The request cycle pulls the next item of a response iterable only
+    while ``ready()``; what it writes then is taken whole (a sink never waits in ``write``)."""
+
+    def ready(self) -> bool:
+        """True while the client takes what is written (False: the response waits for it)."""
+
+    def wait_for_room(self) -> None:
+        """For the ``write()`` callable, whose bytes the app pushes: wait, bounded, for the client to
+        take what is queued (or raise ``ClientDisconnected``)."""
+
     def write(self, data: bytes) -> None:
         """Send bytes to the client (all of them, or raise ``OSError``)."""
 
@@ -262,7 +272,14 @@ class Response:
                 raise TypeError(f"header names and values must be str: {name!r}: {value!r}")
         self.status = status
         self.headers = list(headers)
-        return self.write
+        return self.write_from_app
+
+    def write_from_app(self, data: bytes) -> None:
+        """The ``write()`` callable of PEP 3333. Items of a response iterable are pulled only when the
+        client can take more; these the app pushes, so this is the one place that waits for the client
+        (the sink bounds the wait)."""
+        self.sink.wait_for_room()
+        self.write(data)
 
     def _head(self) -> bytes:
         if self.status is None:
@@ -287,24 +304,24 @@ class Response:
         if framed:
             self.send(framed)
 
-    def write_all(self, result: Iterable[bytes]) -> None:
-        if type(result) is list and len(result) == 1 and not self.headers_sent and self.status is not None:
-            # The most common body, a single block: head, body and end in one write.
-            block = result[0]
-            if type(block) is bytes:
-                framer = self.framer
-                head = framer.head(self.status_code, self.reason, self.headers)
-                self.headers_sent = True
-                body = framer.body(block)
-                if len(body) <= COALESCE_LIMIT:
-                    self.send(head + body + framer.end(), last=True)
-                else:  # joined, a large body would be copied whole: the pieces go out as they are
-                    tail = framer.end()
-                    self.send_parts([head, body, tail] if tail else [head, body], last=True)
-                return
-        for chunk in result:
-            if chunk or not self.headers_sent:
-                self.write(chunk)
+    def write_whole(self, result: object) -> bool:
+        """The most common body, a list of one ``bytes`` block: head, body and end in one write.
+        False (nothing sent) for any other body, which is then iterated."""
+        if type(result) is not list or len(result) != 1 or self.headers_sent or self.status is None:
+            return False
+        block = result[0]
+        if type(block) is not bytes:
+            return False
+        framer = self.framer
+        head = framer.head(self.status_code, self.reason, self.headers)
+        self.headers_sent = True
+        body = framer.body(block)
+        if len(body) <= COALESCE_LIMIT:
+            self.send(head + body + framer.end(), last=True)
+        else:  # joined, a large body would be copied whole: the pieces go out as they are
+            tail = framer.end()
+            self.send_parts([head, body, tail] if tail else [head, body], last=True)
+        return True
 
     def finish(self) -> None:
         if not self.headers_sent:

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from pronghorn.apps.cycle import RequestCycle
+from pronghorn.apps.cycle import CycleHooks, CycleSettings, Request, RequestCycle
+from pronghorn.apps.wsgi import Response
 from pronghorn.config import Config
 from pronghorn.errors import APP_LOAD_ERROR, AppImportError
 from pronghorn.logs import Logger
@@ -119,7 +120,8 @@ class Worker:
             self.reloader = make_reloader(self.cfg.reload_engine, self.cfg.reload_extra_files, self._source_changed)
             self.reloader.start()
         self.load_wsgi()
-        self.cycle = RequestCycle(self)
+        assert self.wsgi is not None
+        self.cycle = RequestCycle(self.wsgi, CycleSettings(self.cfg), self.log, self.cycle_hooks())
         self.cfg.post_worker_init(self)
         self.booted = True
         self.tmp.mark_ready()
@@ -151,6 +153,27 @@ class Worker:
 
     def run(self) -> None:
         raise NotImplementedError
+
+    def cycle_hooks(self) -> CycleHooks:
+        """The request cycle's hooks, bound to this worker (Gunicorn's signatures). A hook left at its
+        default costs nothing per request (the default pre_request only logs at debug level)."""
+        cfg = self.cfg
+
+        def configured(name: str) -> bool:
+            bound = cfg.settings[name]
+            return bool(bound.value is not bound.setting.default)
+
+        def pre_request(req: Request) -> None:
+            self.call_hook("pre_request", self, req)
+
+        def post_request(req: Request, environ: dict[str, Any], response: Response) -> None:
+            self.call_hook("post_request", self, req, environ, response)
+
+        return CycleHooks(
+            pre_request=pre_request if configured("pre_request") or cfg.loglevel == "debug" else None,
+            post_request=post_request if configured("post_request") else None,
+            access=self.log.access if self.log.access_enabled else None,
+        )
 
     def _source_changed(self, path: str) -> None:
         """Reloader callback (watcher thread): stop after the current request; the master respawns."""

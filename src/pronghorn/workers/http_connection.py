@@ -1,17 +1,21 @@
-"""One client connection of the gthread worker, as an asyncio protocol (see ``gthread`` for the whole).
+"""One client connection of the event-loop worker, as an asyncio protocol (see ``gthread`` for the whole).
 
 It feeds received bytes to the sans-IO parser, collects each request's body (in memory, or spilled
-to a temporary file), hands the complete request to its worker to run, and then keeps the connection
-alive for the next one or closes it.
+to a temporary file), starts the request cycle's ``Exchange`` for a complete request and has its
+host run it (inline, or on a pool thread), parks the response while the client does not take what
+was written, and then keeps the connection alive for the next request or closes it.
+
+It knows its worker only through ``ConnectionHost``, so it can be driven by a fake host and a fake
+transport in unit tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from pronghorn.apps.wsgi import BytesBody, ClientDisconnected, Response
+from pronghorn.apps.wsgi import NO_BODY, BytesBody, ClientDisconnected
 from pronghorn.http import (
     CONNECTION_CLOSED,
     CONTINUE_RESPONSE,
@@ -23,13 +27,65 @@ from pronghorn.http import (
     RequestParser,
 )
 from pronghorn.net.listeners import Listener
-from pronghorn.workers.loop_io import SPILL_THRESHOLD, DirectSink, FlowControl, SpooledBody, ThreadSink
+from pronghorn.workers.admission import SETTLED, FreshClaim
+from pronghorn.workers.loop_io import SPILL_THRESHOLD, LoopOutput, SpooledBody, ThreadSink
 
 if TYPE_CHECKING:
-    from pronghorn.workers.gthread import ThreadWorker
+    from pronghorn.apps.cycle import Exchange, RequestCycle
 
 READ_PAUSE_BYTES = 256 * 1024  # stop reading a connection whose unprocessed bytes pass this
 STOP_LINGER = 2.0  # how long an idle keep-alive connection is kept once the worker is stopping
+
+
+class LoopSettings:
+    """The settings a connection reads, taken from the configuration once per worker."""
+
+    __slots__ = ("header_timeout", "keepalive", "request_timeout", "stall_timeout", "tmp_upload_dir", "threads")
+
+    def __init__(self, cfg: Any) -> None:
+        self.header_timeout = float(cfg.header_timeout)
+        self.keepalive = float(cfg.keepalive)
+        self.request_timeout = float(cfg.request_timeout or 0)
+        # A response the client takes nothing of for this long is dropped (the sync worker's socket
+        # timeout, and Gunicorn's): the worker's ``timeout``; 0 waits for ever.
+        self.stall_timeout = float(cfg.timeout)
+        self.tmp_upload_dir: str | None = cfg.tmp_upload_dir
+        self.threads = max(1, int(cfg.threads))
+
+
+class ConnectionHost(Protocol):
+    """What a connection needs from its worker."""
+
+    loop: asyncio.AbstractEventLoop
+    settings: LoopSettings
+    log: Any
+
+    @property
+    def request_cycle(self) -> RequestCycle: ...
+
+    @property
+    def accepting_requests(self) -> bool:
+        """False once the worker is stopping: responses then say ``Connection: close``."""
+
+    def opened(self, conn: HttpConnection) -> None: ...
+
+    def closed(self, conn: HttpConnection) -> None: ...
+
+    def hold(self, conn: HttpConnection) -> None:
+        """Call ``conn.flush()`` once the loop has handled every connection that was ready."""
+
+    def run_inline(self, exchange: Exchange, started: float) -> bool:
+        """Run one step of ``exchange`` on the loop's thread; True once it is complete."""
+
+    def submit(self, conn: HttpConnection) -> None:
+        """Run ``conn.run_on_thread()`` on a pool thread, then ``conn.finished_on_loop()``."""
+
+    def back_from_thread(self) -> None:
+        """A step submitted to the pool has returned."""
+
+    def request_started(self) -> None: ...
+
+    def request_finished(self) -> None: ...
 
 
 class HttpConnection(asyncio.Protocol):
@@ -37,12 +93,12 @@ class HttpConnection(asyncio.Protocol):
 
     # A worker may hold thousands of idle keep-alive connections: no per-instance dict.
     __slots__ = (
-        "worker", "listener", "fileno", "peer", "client", "parser", "transport", "head", "body", "busy", "closing",
-        "reading_paused", "deadline", "started", "flow", "sink", "direct_sink", "fresh",
+        "host", "listener", "fileno", "peer", "client", "parser", "transport", "output", "head", "body", "exchange",
+        "sink", "busy", "running", "parked", "closing", "reading_paused", "deadline", "started", "parked_since", "claim",
     )
 
-    def __init__(self, worker: ThreadWorker, listener: Listener, peer: Any, fileno: int) -> None:
-        self.worker = worker
+    def __init__(self, host: ConnectionHost, listener: Listener, peer: Any, fileno: int, claim: FreshClaim = SETTLED) -> None:
+        self.host = host
         self.listener = listener
         self.fileno = fileno
         self.peer: tuple[str, int] | str | None
@@ -50,35 +106,31 @@ class HttpConnection(asyncio.Protocol):
             self.peer = peer if len(peer) == 2 else (peer[0], peer[1])  # IPv6 addresses come with 4 items
         else:
             self.peer = peer or None
-        assert worker.cycle is not None
-        self.client = worker.cycle.connection(self.peer, listener.server_name, multithread=worker.pool is not None)
+        settings = host.settings
+        self.client = host.request_cycle.connection(self.peer, listener.server_name, multithread=settings.threads > 1)
         self.parser = RequestParser(self.client.limits)
         self.transport: asyncio.Transport | None = None
+        self.output: LoopOutput | None = None
         self.head: RequestHead | None = None
         self.body: SpooledBody | BytesBody | None = None  # made when the first body bytes arrive
-        self.busy = False  # a request is being run by the application
+        self.exchange: Exchange | None = None
+        self.sink: ThreadSink | None = None  # the running request's, when it runs on a pool thread
+        self.busy = False  # a request is in the request cycle (running, or its response waits for the client)
+        self.running = False  # on a pool thread right now
+        self.parked = False  # its response waits for the client to take what was written
         self.closing = False
         self.reading_paused = False
-        self.deadline = time.monotonic() + worker.header_timeout
-        self.started = 0.0
-        # Only application threads wait on flow control; inline, the loop thread writes itself.
-        self.flow = FlowControl() if worker.pool is not None else None
-        self.sink: ThreadSink | None = None
-        self.direct_sink: DirectSink | None = None  # inline mode: the socket itself, made once
-        self.fresh = False  # accepted, first request not dispatched yet (counted in ``worker.fresh``)
+        self.deadline = time.monotonic() + settings.header_timeout
+        self.started = 0.0  # when the running request was dispatched (moved on by the time it was parked)
+        self.parked_since = 0.0
+        self.claim = claim  # on an app thread, until the first request runs (see ``Admission``)
 
     # --- asyncio.Protocol ---
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
-        self.fresh = True
-        self.worker.connection_opened(self)
-
-    def settle(self) -> None:
-        """No longer a request about to need an app thread (see ``ThreadWorker.update_accepting``)."""
-        if self.fresh:
-            self.fresh = False
-            self.worker.fresh -= 1
+        self.output = LoopOutput(self.host.loop, self.transport, self.fileno, self)
+        self.host.opened(self)
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed(data)
@@ -96,55 +148,70 @@ class HttpConnection(asyncio.Protocol):
         return True  # half-close: a pipelined request may still be answered
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.flow is not None:
-            self.flow.lose()
-        if self.direct_sink is not None:
-            self.direct_sink.discard()
-        self.settle()
-        self.worker.connections.discard(self)
-        if self.body is not None and not self.busy:
+        self.closing = True
+        self.claim.settle()
+        if self.output is not None:
+            self.output.lose()
+        if self.busy:
+            if self.sink is not None:
+                self.sink.wake()
+            if self.parked:
+                self.resume()  # the exchange ends (ClientDisconnected): close() and the logs still run
+        elif self.body is not None:
             self.body.close()
-        self.worker.connection_closed()
+        self.host.closed(self)
 
     def pause_writing(self) -> None:
-        if self.flow is not None:
-            self.flow.pause()
+        self.output.paused = True  # type: ignore[union-attr]
 
     def resume_writing(self) -> None:
-        if self.flow is not None:
-            self.flow.resume()
+        self.output.paused = False  # type: ignore[union-attr]
+        self.output_ready()
+
+    def output_ready(self) -> None:
+        """The client caught up, or a file send ended: a parked response or waiting requests go on."""
+        sink = self.sink
+        if sink is not None:
+            if self.output is not None and self.output.file is None:
+                sink.file_pending = False
+            sink.wake()
+        if self.parked:
+            self.host.loop.call_soon(self.resume)  # not from inside the transport's own callback
+        elif not self.busy and not self.closing and self.parser.buffered:
+            self.host.loop.call_soon(self.process)  # pipelined requests stopped while the client was behind
 
     # --- request handling ---
 
     def process(self) -> None:
-        """Turn buffered bytes into events until a request is ready to run or more bytes are needed.
+        """Turn buffered bytes into events until a request is running or more bytes are needed.
 
         Requests run inline are answered before ``dispatch()`` returns, so pipelined requests are
-        taken in this loop (not by recursion); a request on the pool resumes it when it finishes.
+        taken in this loop (not by recursion). Nothing more is taken while the client does not read
+        the responses (``output.paused``): ``resume_writing`` goes on.
         """
-        worker = self.worker
+        host = self.host
         parser = self.parser
-        while not self.busy and not self.closing:
+        output = self.output
+        assert output is not None
+        while not self.busy and not self.closing and not output.paused:
             try:
                 event = parser.next_event()
             except ProtocolError as exc:
-                worker.log.warning("Invalid request from ip=%s: %s", client_ip(self.peer), exc)
-                if exc.respond:
-                    self.write_raw(exc.to_response())
-                self.close()
+                self.refuse(exc)
                 return
             if event is NEED_DATA:
                 return
             event_type = type(event)
             if event_type is BodyData:
                 if not isinstance(self.body, SpooledBody):
-                    self.body = SpooledBody(worker.tmp_upload_dir)
+                    self.body = SpooledBody(host.settings.tmp_upload_dir)
                 self.body.write(event.data)  # type: ignore[union-attr]
-                self.deadline = time.monotonic() + worker.header_timeout
+                self.deadline = time.monotonic() + host.settings.header_timeout
             elif event_type is RequestHead:
                 self.head = event  # type: ignore[assignment]
                 if event.expect_continue:  # type: ignore[union-attr]
-                    # The loop reads the body itself, so the client may send it now.
+                    # The loop reads the body itself (the parser refused a body over the limit), so
+                    # the client may send it now.
                     self.write_raw(CONTINUE_RESPONSE)
                 # Usually the body (if any) came with the head: run the request now.
                 data = parser.take_body(SPILL_THRESHOLD)
@@ -154,7 +221,7 @@ class HttpConnection(asyncio.Protocol):
                     if not self.dispatch():
                         return
                     continue
-                self.deadline = time.monotonic() + worker.header_timeout
+                self.deadline = time.monotonic() + host.settings.header_timeout
             elif event_type is EndOfMessage:
                 if not self.dispatch():
                     return
@@ -162,50 +229,119 @@ class HttpConnection(asyncio.Protocol):
                 self.close()
                 return
 
+    def refuse(self, exc: ProtocolError) -> None:
+        """A request that cannot be served: its error status once, then close."""
+        self.host.log.warning("Invalid request from ip=%s: %s", client_ip(self.peer), exc)
+        if exc.respond:
+            self.write_raw(exc.to_response())
+        self.close()
+
     def dispatch(self) -> bool:
-        """Run the request whose body is complete; True if it is answered and the next may start."""
-        assert self.head is not None and self.transport is not None
+        """Start the request whose body is complete; True if it is answered and the next may start."""
+        head = self.head
+        assert head is not None and self.output is not None
+        host = self.host
         if self.body is not None:
             self.body.finish()
+        if head.expect_continue:
+            # The loop sent 100 Continue when the head arrived; the app's first read must not repeat it.
+            head = head._replace(expect_continue=False)
+        pooled = host.settings.threads > 1
+        sink = ThreadSink(host.loop, self.output, host.settings.stall_timeout) if pooled else None
+        try:
+            self.exchange = host.request_cycle.start(
+                head,
+                self.body or NO_BODY,
+                sink if sink is not None else self.output,
+                self.client,
+                keep_alive=host.settings.keepalive > 0 and host.accepting_requests,
+            )
+        except ProtocolError as exc:  # refused before the app ran (contradictory proxy headers)
+            self.refuse(exc)
+            return False
+        self.sink = sink
         self.busy = True
         self.started = time.monotonic()
-        worker = self.worker
-        worker.busy += 1
-        if self.fresh:
-            self.settle()
-            if worker.pool is None:
-                worker.update_accepting()  # inline, the loop accepts again once this request is answered
-        if worker.pool is None:
-            if self.direct_sink is None:
-                self.direct_sink = DirectSink(self.fileno, worker.cfg.timeout, self)
-            return self.finish_request(worker.run_inline(self, self.direct_sink))
-        worker.update_accepting()
-        assert self.flow is not None
-        self.sink = ThreadSink(worker.loop, self.transport, self.flow)
-        worker.pool.submit(worker.busy, worker.run_pooled, self, self.sink)
+        self.claim.settle()
+        host.request_started()
+        if sink is None:
+            return self.run_inline()
+        self.running = True
+        host.submit(self)
         return False
 
-    def request_finished(self, response: Response | None, final: list[bytes]) -> None:
-        """From the pool thread, with the response's last bytes (``ThreadSink.write_last``)."""
-        if final and self.flow is not None and not self.flow.lost and self.transport is not None and not self.transport.is_closing():
-            self.transport.writelines(final)
-        if self.finish_request(response):
+    def run_inline(self) -> bool:
+        """One step of the request on the loop's thread; True if it is answered and the next may start."""
+        assert self.exchange is not None
+        if self.host.run_inline(self.exchange, self.started):
+            return self.finish_request()
+        self.park()
+        return False
+
+    def run_on_thread(self) -> bool:
+        """On a pool thread (``PoolJob``): one step of the request."""
+        exchange = self.exchange
+        assert exchange is not None
+        try:
+            return exchange.step()
+        except BaseException:  # noqa: BLE001 - the loop must still get the connection back
+            self.host.log.exception("Error running request")
+            exchange.response.failed = True
+            return True
+
+    def finished_on_loop(self, done: bool) -> None:
+        """Back from the pool thread: the request is answered, or waits for the client."""
+        self.running = False
+        self.host.back_from_thread()
+        if not done:
+            self.park()
+            return
+        sink = self.sink
+        if sink is not None and sink.final and not sink.cancelled and self.output is not None and not self.output.lost:
+            self.output.write_last(sink.final)
+        if self.finish_request():
             self.process()
 
-    def finish_request(self, response: Response | None) -> bool:
+    def park(self) -> None:
+        """The response waits for the client; ``output_ready`` resumes it (at once if it can go on)."""
+        self.parked = True
+        now = time.monotonic()
+        self.parked_since = now
+        stall = self.host.settings.stall_timeout
+        self.deadline = now + stall if stall else float("inf")
+        output = self.output
+        sink = self.sink
+        assert output is not None
+        if output.lost or (not output.paused and output.file is None and (sink is None or not sink.file_pending)):
+            self.host.loop.call_soon(self.resume)
+
+    def resume(self) -> None:
+        if not self.parked:
+            return
+        self.parked = False
+        self.started += time.monotonic() - self.parked_since  # request_timeout counts the app's time
+        if self.sink is None:
+            if self.run_inline():
+                self.process()
+        else:
+            self.running = True
+            self.host.submit(self)
+
+    def finish_request(self) -> bool:
         """Bookkeeping after a response; True if the connection goes on to its next request."""
-        worker = self.worker
-        worker.busy -= 1
-        self.busy = False
+        exchange = self.exchange
+        assert exchange is not None
+        response = exchange.response
+        host = self.host
+        self.exchange = None
         self.sink = None
+        self.busy = False
         if self.body is not None:
             self.body.close()
             self.body = None
         self.head = None
-        worker.handled_request()
-        if worker.pool is not None or not worker.alive:
-            worker.update_accepting()  # inline, capacity does not change with each request
-        if response is None or not response.keep_alive or self.closing or self.transport is None:
+        host.request_finished()
+        if not response.keep_alive or self.closing or self.transport is None:
             self.close()
             return False
         if response.status_code < 200:
@@ -215,7 +351,8 @@ class HttpConnection(asyncio.Protocol):
             return False
         self.parser.start_next_request()
         # A stopping worker still answers a request already on its way (with "Connection: close").
-        self.deadline = time.monotonic() + (worker.keepalive if worker.alive else min(worker.keepalive, STOP_LINGER))
+        keepalive = host.settings.keepalive
+        self.deadline = time.monotonic() + (keepalive if host.accepting_requests else min(keepalive, STOP_LINGER))
         if self.reading_paused:
             self.reading_paused = False
             self.transport.resume_reading()
@@ -224,33 +361,34 @@ class HttpConnection(asyncio.Protocol):
     # --- output and closing ---
 
     def write_raw(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing() and self.flush():
-            self.transport.write(data)
+        """Bytes the loop writes itself (100 Continue, error responses), after anything held."""
+        output = self.output
+        if output is not None and not output.lost:
+            try:
+                output.write(data)
+            except ClientDisconnected:
+                pass
 
     def hold(self) -> None:
-        self.worker.hold(self)
+        self.host.hold(self)
 
-    def flush(self) -> bool:
-        """Write the responses held by the inline sink; False if the client is gone (then aborted)."""
-        if self.direct_sink is not None:
-            try:
-                self.direct_sink.flush()
-            except ClientDisconnected:
-                self.abort()
-                return False
-        return True
+    def flush(self) -> None:
+        """Write the responses held by the output (end of the loop's pass)."""
+        if self.output is not None:
+            self.output.flush()
 
     def close(self) -> None:
         self.closing = True
-        if self.transport is not None and not self.transport.is_closing() and self.flush():
-            self.transport.close()
+        if self.transport is not None and not self.transport.is_closing():
+            self.flush()
+            self.transport.close()  # what the transport still buffers is sent first
 
     def abort(self) -> None:
         self.closing = True
-        if self.flow is not None:
-            self.flow.lose()
-        if self.direct_sink is not None:
-            self.direct_sink.discard()
+        if self.output is not None:
+            self.output.lose()
+        if self.sink is not None:
+            self.sink.take_over()
         if self.transport is not None:
             self.transport.abort()
 

@@ -1,31 +1,33 @@
-"""The pieces between the event loop and the application: request bodies and response sinks.
+"""The pieces between the event loop and the application: request bodies and response output.
 
 A request body is received whole by the loop before the application runs (so a slow client never
 holds an application thread) into a ``SpooledBody``, which moves to a temporary file past a
-threshold. A response goes back through a sink: ``DirectSink`` writes straight to the socket
-when the application runs on the loop thread; ``ThreadSink`` hands bytes over from a pool thread
-and makes that thread wait while the transport holds more than its high-water mark, so memory stays
-bounded however fast the application produces. Both send ``wsgi.file_wrapper`` files with the
-kernel's sendfile.
+threshold. A response goes out through the connection's ``LoopOutput``, which only the loop thread
+touches: it writes straight to the socket while the kernel takes the bytes, hands the rest to the
+transport (whose flow control tells when the client has fallen behind), and sends
+``wsgi.file_wrapper`` files with the kernel's sendfile whenever the socket has room. When the app
+runs on a pool thread, ``ThreadSink`` is its side of the same output: bytes are handed to the loop,
+and the request cycle stops pulling the response while the client is behind, so the thread goes
+back to the pool instead of waiting for a slow reader.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
-import queue
-import select
 import threading
-from collections.abc import Callable
+import time
 from typing import IO, Protocol
 
 from pronghorn.apps.wsgi import BytesBody, ClientDisconnected
 
 SPILL_THRESHOLD = 1 << 20  # request bodies larger than this go to a temporary file
-HIGH_WATER = 256 * 1024  # transport buffer size at which a producing app thread waits
+HIGH_WATER = 256 * 1024  # bytes handed from an app thread and not yet written, at which it stops pulling
 SENDFILE_BLOCK = 1 << 20
-HOLD_LIMIT = 64 * 1024  # inline responses up to this size wait for the end of the loop's pass
+HOLD_LIMIT = 64 * 1024  # whole responses up to this size wait for the end of the loop's pass
+# The write() callable pushes bytes; with the app on the loop's own thread nothing can wait for the
+# client, so past this many bytes buffered for a client that does not read, it counts as gone.
+INLINE_WRITE_LIMIT = 8 << 20
 
 
 class SpooledBody:
@@ -79,318 +81,325 @@ class SpooledBody:
         self._reader = BytesBody(b"")
 
 
-class FlowControl:
-    """Transport flow control as seen from the application's side (shared by the sinks)."""
+class OutputOwner(Protocol):
+    """What a ``LoopOutput`` tells its connection."""
 
-    def __init__(self) -> None:
-        self.paused = False
-        self.lost = False
-        self.condition = threading.Condition()
-
-    def pause(self) -> None:
-        with self.condition:
-            self.paused = True
-
-    def resume(self) -> None:
-        with self.condition:
-            self.paused = False
-            self.condition.notify_all()
-
-    def lose(self) -> None:
-        with self.condition:
-            self.lost = True
-            self.condition.notify_all()
-
-
-def sendfile_to(
-    fileno: int, file: IO[bytes], offset: int, count: int, wait_writable: Callable[[], None]
-) -> None:
-    """Send ``count`` bytes of ``file`` from ``offset`` with the kernel's sendfile, waiting (through
-    ``wait_writable``) whenever the socket is full."""
-    source = file.fileno()
-    while count > 0:
-        try:
-            sent = os.sendfile(fileno, source, offset, min(count, SENDFILE_BLOCK))
-        except BlockingIOError:
-            wait_writable()
-            continue
-        except OSError as exc:
-            raise ClientDisconnected(str(exc)) from exc
-        if sent == 0:
-            break
-        offset += sent
-        count -= sent
-
-
-class HoldingConnection(Protocol):
     def hold(self) -> None:
-        """A response is held: have the loop flush it once this pass is over."""
+        """A whole response is held: flush it once the loop's pass is over."""
+
+    def output_ready(self) -> None:
+        """A file send finished (or failed): a response waiting on it may go on."""
 
 
-class DirectSink:
-    """Writes from the loop thread itself (the application runs inline when ``threads == 1``).
+class FileSend:
+    """A ``wsgi.file_wrapper`` file being sent with sendfile."""
 
-    Small responses are held until the loop has handled every connection that was ready, then
-    written (``flush``): under load one pass of the loop answers many connections, and writing
-    their responses together wakes each client once per batch instead of switching to it after
-    every response. Anything larger than ``HOLD_LIMIT`` goes straight to the socket, after what
-    is held: when the kernel takes it all (the usual case) nothing is buffered at all. When a
-    client reads slower than the response is produced, the loop thread waits for the socket (at
-    most ``timeout`` seconds a step) rather than buffering without limit; applications that
-    stream large bodies to slow clients should run with ``threads > 1``.
+    __slots__ = ("file", "offset", "count", "watched")
+
+    def __init__(self, file: IO[bytes], offset: int, count: int) -> None:
+        self.file = file
+        self.offset = offset
+        self.count = count
+        self.watched = -1  # a duplicate of the socket watched for room, while the kernel's buffer is full
+
+
+class LoopOutput:
+    """One connection's output, used on the loop thread only; it is also the response sink when the
+    app runs inline (``threads == 1``).
+
+    Small whole responses are held until the loop has handled every connection that was ready, then
+    written together (``flush``): under load one pass answers many connections, and each client is
+    woken once per batch. Everything else is written at once: straight to the socket while the
+    transport holds nothing (the usual case, no copy kept), else to the transport, which buffers and
+    pauses us (``paused``) past its high-water mark. The loop never waits for a client.
     """
 
-    __slots__ = ("fileno", "timeout", "_owner", "_held", "_held_size")
+    __slots__ = ("_loop", "_transport", "_fileno", "_owner", "_held", "_held_size", "paused", "lost", "file", "_after_file")
 
-    def __init__(self, fileno: int, timeout: float, owner: HoldingConnection) -> None:
-        self.fileno = fileno
-        self.timeout = timeout or None
-        self._owner = owner  # its ``hold()`` asks the loop to call flush() once this pass is over
+    def __init__(self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport, fileno: int, owner: OutputOwner) -> None:
+        self._loop = loop
+        self._transport = transport
+        # Straight to the socket only for plain TCP/unix (a TLS transport must see every byte); -1: never.
+        self._fileno = fileno if fileno >= 0 and transport.get_extra_info("sslcontext") is None else -1
+        self._owner = owner
         self._held: list[bytes] | None = None  # (one per idle connection: nothing allocated until used)
         self._held_size = 0
+        self.paused = False  # the transport's buffer is past its high-water mark
+        self.lost = False
+        self.file: FileSend | None = None
+        self._after_file: list[bytes] = []  # written while a file is being sent: they follow it
+
+    # --- ResponseSink (inline) ---
+
+    def ready(self) -> bool:
+        if self.lost:
+            raise ClientDisconnected("connection closed by the client")
+        return not self.paused and self.file is None
+
+    def wait_for_room(self) -> None:
+        if self.lost or self._transport.get_write_buffer_size() > INLINE_WRITE_LIMIT:
+            raise ClientDisconnected("the client does not read what the write() callable sends")
 
     def write(self, data: bytes) -> None:
-        if self._held_size + len(data) <= HOLD_LIMIT:
-            if self._held is None:
-                self._held = [data]
-                self._owner.hold()
-            else:
-                self._held.append(data)
-            self._held_size += len(data)
+        if self._held is not None:
+            self.flush()
+        self._send(data)
+
+    def write_parts(self, parts: list[bytes]) -> None:
+        if self._held is not None:
+            self.flush()
+        self._send_parts(parts)
+
+    def write_last(self, parts: list[bytes]) -> None:
+        """A response's final bytes: a small whole response is held with the others of this pass."""
+        if len(parts) == 1:
+            data = parts[0]
+            if self._held_size + len(data) <= HOLD_LIMIT and self.file is None:
+                if self._held is None:
+                    self._held = [data]
+                    self._owner.hold()
+                else:
+                    self._held.append(data)
+                self._held_size += len(data)
+                return
+            self.write(data)
+        else:
+            self.write_parts(parts)
+
+    def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
+        if self._held is not None:
+            self.flush()
+        if self.lost:
+            raise ClientDisconnected("connection closed by the client")
+        if self._fileno < 0:  # TLS: the file's bytes go through the transport
+            file.seek(offset)
+            while count > 0 and (data := file.read(min(count, SENDFILE_BLOCK))):
+                count -= len(data)
+                self._send(data)
             return
-        self.flush()
-        self._write(data)
+        self.file = FileSend(file, offset, count)
+        self._send_file()
+
+    # --- the loop's side ---
 
     def flush(self) -> None:
-        """Write what is held (``ClientDisconnected`` if the client is gone)."""
+        """Write what is held (quietly nothing if the client is gone)."""
         held = self._held
         if held is not None:
             self._held = None
             self._held_size = 0
-            self._write(held[0] if len(held) == 1 else b"".join(held))
+            if not self.lost:
+                try:
+                    self._send(held[0] if len(held) == 1 else b"".join(held))
+                except ClientDisconnected:
+                    pass
 
-    def discard(self) -> None:
+    def lose(self) -> None:
+        """The connection is gone: drop what waits, stop a file send."""
+        self.lost = True
         self._held = None
         self._held_size = 0
+        self._after_file = []
+        if self.file is not None:
+            self._end_file()
 
-    def _write(self, data: bytes) -> None:
+    def _send(self, data: bytes | memoryview) -> None:
+        if self.file is not None:
+            self._after_file.append(bytes(data))
+            return
+        transport = self._transport
+        if transport.is_closing():
+            raise ClientDisconnected("connection closed")
+        if self._fileno >= 0 and not transport.get_write_buffer_size():
+            try:
+                sent = os.write(self._fileno, data)  # the usual case: the kernel takes it all at once
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise ClientDisconnected(str(exc)) from exc
+            if sent == len(data):
+                return
+            if sent:
+                data = memoryview(data)[sent:]
+        transport.write(data)
+
+    def _send_parts(self, parts: list[bytes]) -> None:
+        """Several pieces in one ``writev`` (a large body is sent from where it is, not copied)."""
+        if self.file is not None:
+            self._after_file.extend(parts)
+            return
+        transport = self._transport
+        if transport.is_closing():
+            raise ClientDisconnected("connection closed")
+        if self._fileno < 0 or transport.get_write_buffer_size():
+            transport.writelines(parts)
+            return
         try:
-            sent = os.write(self.fileno, data)  # the usual case: the kernel takes it all at once
+            sent = os.writev(self._fileno, parts)
         except BlockingIOError:
             sent = 0
         except OSError as exc:
             raise ClientDisconnected(str(exc)) from exc
-        if sent < len(data):
-            self._send_views([memoryview(data)[sent:]])
+        rest: list[bytes | memoryview] = []
+        for part in parts:
+            if sent >= len(part):
+                sent -= len(part)
+            elif sent:
+                rest.append(memoryview(part)[sent:])
+                sent = 0
+            else:
+                rest.append(part)
+        if rest:
+            transport.writelines(rest)
 
-    def write_parts(self, parts: list[bytes]) -> None:
-        """Several pieces in one ``writev`` (a large body is sent from where it is, not copied)."""
-        self.flush()  # what is held goes first
-        self._send_views([memoryview(part) for part in parts if part])
-
-    def write_last(self, parts: list[bytes]) -> None:
-        if len(parts) == 1:
-            self.write(parts[0])  # a small one is held with the other responses of this pass
-        else:
-            self.write_parts(parts)
-
-    def _send_views(self, views: list[memoryview]) -> None:
-        """Send every byte of ``views``, waiting (bounded) while the socket is full."""
-        while views:
+    def _send_file(self) -> None:
+        """Send the file while the socket takes it; when it is full, wait for room without blocking."""
+        send = self.file
+        assert send is not None
+        if self._transport.get_write_buffer_size():
+            self._watch_for_room(send)  # what the transport holds goes first
+            return
+        source = send.file.fileno()
+        while send.count > 0:
             try:
-                sent = os.writev(self.fileno, views)
+                sent = os.sendfile(self._fileno, source, send.offset, min(send.count, SENDFILE_BLOCK))
             except BlockingIOError:
-                self._wait_writable()
-                continue
-            except OSError as exc:
-                raise ClientDisconnected(str(exc)) from exc
-            while sent:
-                size = views[0].nbytes
-                if sent < size:
-                    views[0] = views[0][sent:]
-                    break
-                sent -= size
-                del views[0]
+                self._watch_for_room(send)
+                return
+            except OSError:
+                self.lost = True  # the transport notices too, and closes
+                self._end_file()
+                return
+            if sent == 0:
+                break  # the file is shorter than it was: the response ends short
+            send.offset += sent
+            send.count -= sent
+        self._end_file()
 
-    def _wait_writable(self) -> None:
-        _, writable, _ = select.select([], [self.fileno], [], self.timeout)
-        if not writable:
-            raise ClientDisconnected("timed out writing to the client")
+    def _watch_for_room(self, send: FileSend) -> None:
+        # The transport owns the socket's descriptor in the loop: watch a duplicate of it.
+        if send.watched < 0:
+            send.watched = os.dup(self._fileno)
+            self._loop.add_writer(send.watched, self._send_file)
 
-    def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
-        self.flush()
-        sendfile_to(self.fileno, file, offset, count, self._wait_writable)
-
-
-class AppThreads:
-    """Up to ``count`` application threads, started as needed, fed by one queue. Lighter than a
-    ThreadPoolExecutor driven through run_in_executor (no future per call, no done-callback chain):
-    the called function hands its result to the loop itself, and its thread goes straight back to
-    waiting, so the loop it wakes does not wait for the GIL meanwhile."""
-
-    def __init__(self, count: int, name: str) -> None:
-        self.count = count
-        self.name = name
-        self.queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[object, ...]] | None] = queue.SimpleQueue()
-        self.threads: list[threading.Thread] = []
-
-    def submit(self, busy: int, fn: Callable[..., None], *args: object) -> None:
-        """Queue a call; ``busy`` counts the calls queued or running, this one included."""
-        if len(self.threads) < min(busy, self.count):
-            thread = threading.Thread(target=self._run, name=f"{self.name}_{len(self.threads)}", daemon=True)
-            thread.start()
-            self.threads.append(thread)
-        self.queue.put((fn, args))
-
-    def _run(self) -> None:
-        while (item := self.queue.get()) is not None:
-            item[0](*item[1])
-            del item
-
-    def shutdown(self) -> None:
-        """Queued calls are dropped; threads end once their current call returns."""
-        try:
-            while True:
-                self.queue.get_nowait()
-        except queue.Empty:
-            pass
-        for _ in self.threads:
-            self.queue.put(None)
+    def _end_file(self) -> None:
+        send = self.file
+        assert send is not None
+        self.file = None
+        if send.watched >= 0:
+            self._loop.remove_writer(send.watched)
+            os.close(send.watched)
+        after, self._after_file = self._after_file, []
+        if after and not self.lost:
+            try:
+                self._send_parts(after)
+            except ClientDisconnected:
+                self.lost = True
+        self._owner.output_ready()
 
 
 class ThreadSink:
-    """Writes from a pool thread: the loop does the I/O, the thread waits while the buffer is full.
+    """The response sink of a request running on a pool thread: the thread hands bytes to the loop,
+    which writes them through the connection's ``LoopOutput``.
 
-    "Full" counts the bytes handed to the loop but not yet given to the transport, as well as the
-    transport's own buffer (``FlowControl.paused``): a thread producing faster than the loop runs
-    its callbacks would otherwise queue any amount of memory before the transport pauses it.
+    ``ready()`` is False while the client is behind: bytes handed over and not yet written pass
+    ``HIGH_WATER`` (a thread producing faster than the loop runs its callbacks), the transport is
+    paused, or a file is being sent. The request cycle then stops pulling and the thread returns to
+    the pool; the loop resumes the response on a pool thread once the client has caught up.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, transport: asyncio.WriteTransport, flow: FlowControl) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, output: LoopOutput, stall_timeout: float) -> None:
         self.loop = loop
-        self.transport = transport
-        self.flow = flow
-        self.started = False
-        self.queued = 0  # bytes scheduled on the loop, not yet written to the transport
+        self.output = output
+        self.stall_timeout = stall_timeout or None
+        self.started = False  # some of the response was handed over (a timeout can no longer answer 504)
+        # Bytes handed to the loop and bytes it wrote: one writer each (the thread, the loop), so
+        # neither update can be lost between threads; their difference is what is queued.
+        self.handed = 0
+        self.written = 0
+        self.file_pending = False
         self.final: list[bytes] = []  # the response's last bytes: the loop writes them after the request
-        # sendfile needs the plain socket; a TLS transport gets the file's bytes through write().
-        self.socket = transport.get_extra_info("socket") if transport.get_extra_info("sslcontext") is None else None
+        self.cancelled = False
+        self._room: threading.Condition | None = None  # made when the write() callable first waits
+
+    def ready(self) -> bool:
+        output = self.output
+        if self.cancelled or output.lost:
+            raise ClientDisconnected("connection closed by the client")
+        return not output.paused and not self.file_pending and self.handed - self.written <= HIGH_WATER
+
+    def wait_for_room(self) -> None:
+        """The write() callable: wait for the client to take what is queued, at most ``timeout`` s."""
+        if self.ready():
+            return
+        if self._room is None:
+            self._room = threading.Condition()
+        deadline = time.monotonic() + self.stall_timeout if self.stall_timeout else None
+        with self._room:
+            while not self.ready():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise ClientDisconnected("timed out waiting for the client to read")
+                # Woken by the loop when the client catches up (``wake``); the timeout re-checks anyway.
+                self._room.wait(min(remaining, 0.1) if remaining is not None else 0.1)
 
     def write(self, data: bytes) -> None:
-        self._reserve(len(data))
-        self.loop.call_soon_threadsafe(self._write, data)
+        self._hand_over([data], len(data))
 
     def write_parts(self, parts: list[bytes]) -> None:
-        """Several pieces at once; the transport's ``writelines`` keeps them as they are (uvloop: writev)."""
-        size = sum(len(part) for part in parts)
-        self._reserve(size)
-        self.loop.call_soon_threadsafe(self._write_parts, parts, size)
-
-    def _reserve(self, size: int) -> None:
-        """Wait while the client reads too slowly (bounded buffering), then count ``size`` bytes queued."""
-        flow = self.flow
-        with flow.condition:
-            while (flow.paused or self.queued > HIGH_WATER) and not flow.lost:
-                flow.condition.wait(1.0)
-            if flow.lost:
-                raise ClientDisconnected("connection closed by the client")
-            self.started = True
-            self.queued += size
+        self._hand_over(parts, sum(len(part) for part in parts))
 
     def write_last(self, parts: list[bytes]) -> None:
         """The response's final bytes go back with the finished request (one wake-up of the loop for
         both), after everything written before. Not sent yet: a timeout may still answer 504."""
-        if self.flow.lost:
+        if self.cancelled or self.output.lost:
             raise ClientDisconnected("connection closed by the client")
         self.final = parts
 
+    def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
+        """The loop sends the file; the request cycle waits (without this thread) until it is out."""
+        if self.cancelled:
+            raise ClientDisconnected("connection closed by the client")
+        self.started = True
+        self.file_pending = True
+        self.loop.call_soon_threadsafe(self._sendfile, file, offset, count)
+
     def take_over(self) -> bool:
         """From the loop: stop the application's output. True if none of it was sent yet."""
-        with self.flow.condition:
-            self.flow.lost = True
-            self.flow.condition.notify_all()
-            return not self.started
+        self.cancelled = True
+        self.wake()
+        return not self.started
 
-    def _write(self, data: bytes) -> None:
-        if not self.transport.is_closing():
-            self.transport.write(data)  # may pause writing (``flow.paused``) before the thread wakes
-        with self.flow.condition:
-            self.queued -= len(data)
-            self.flow.condition.notify_all()
+    def wake(self) -> None:
+        room = self._room
+        if room is not None:
+            with room:
+                room.notify_all()
 
-    def _write_parts(self, parts: list[bytes], size: int) -> None:
-        if not self.transport.is_closing():
-            self.transport.writelines(parts)
-        with self.flow.condition:
-            self.queued -= size
-            self.flow.condition.notify_all()
-
-    def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
-        """The kernel's sendfile, from this thread, once everything written before has gone out.
-
-        It writes to a duplicate of the connection's descriptor, taken on the loop thread while the
-        transport is open, so the descriptor cannot be closed and reused under it; the loop writes
-        nothing to this connection meanwhile (this sink is its only writer while the app runs).
-        """
-        if self.socket is None:
-            self._send_contents(file, offset, count)
-            return
-        fileno = self._claim_socket()
-
-        def wait_writable() -> None:
-            if self.flow.lost:
-                raise ClientDisconnected("connection closed by the client")
-            select.select([], [fileno], [], 1.0)  # the client reads slowly: wait, bounded
-
-        try:
-            sendfile_to(fileno, file, offset, count, wait_writable)
-        finally:
-            os.close(fileno)
-
-    def _claim_socket(self) -> int:
-        """A duplicate of the socket, once the loop has written everything queued before."""
-        assert self.socket is not None
-        sock = self.socket
-        claimed: concurrent.futures.Future[int] = concurrent.futures.Future()
-
-        def check() -> None:  # on the loop thread
-            if self.transport.is_closing() or self.flow.lost:
-                claimed.set_result(-1)
-            elif self.queued or self.transport.get_write_buffer_size():
-                self.loop.call_later(0.002, check)
-            else:
-                claimed.set_result(os.dup(sock.fileno()))
-
-        with self.flow.condition:
-            if self.flow.lost:
-                raise ClientDisconnected("connection closed by the client")
-            self.started = True
-        self.loop.call_soon_threadsafe(check)
-        while True:
-            try:
-                fileno = claimed.result(timeout=1.0)
-                break
-            except concurrent.futures.TimeoutError:
-                if self.flow.lost:
-                    # Given up: a descriptor duplicated after all must not leak.
-                    claimed.add_done_callback(_close_claimed)
-                    raise ClientDisconnected("connection closed by the client") from None
-        if fileno < 0:
+    def _hand_over(self, parts: list[bytes], size: int) -> None:
+        if self.cancelled:
             raise ClientDisconnected("connection closed by the client")
-        return fileno
+        self.started = True
+        self.handed += size
+        self.loop.call_soon_threadsafe(self._write, parts, size)
 
-    def _send_contents(self, file: IO[bytes], offset: int, count: int) -> None:
-        # Reads happen on this thread; the loop only writes, and the flow control bounds memory.
-        file.seek(offset)
-        while count > 0:
-            data = file.read(min(count, SENDFILE_BLOCK))
-            if not data:
-                break
-            count -= len(data)
-            self.write(data)
+    def _write(self, parts: list[bytes], size: int) -> None:  # on the loop thread
+        self.written += size
+        if not self.cancelled and not self.output.lost:
+            try:
+                if len(parts) == 1:
+                    self.output.write(parts[0])
+                else:
+                    self.output.write_parts(parts)
+            except ClientDisconnected:
+                self.output.lost = True
 
-
-def _close_claimed(claimed: concurrent.futures.Future[int]) -> None:
-    fileno = claimed.result()
-    if fileno >= 0:
-        os.close(fileno)
+    def _sendfile(self, file: IO[bytes], offset: int, count: int) -> None:  # on the loop thread
+        if self.cancelled or self.output.lost:
+            self.file_pending = False
+            return
+        try:
+            self.output.sendfile(file, offset, count)
+        except ClientDisconnected:
+            self.output.lost = True
+            self.file_pending = False

@@ -28,8 +28,16 @@ UNKNOWN_BACKLOG_DRAIN = 64
 
 
 class _SocketSink:
+    """A blocking socket with a send timeout (``timeout``): always ready, every write waits for the client."""
+
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+
+    def ready(self) -> bool:
+        return True
+
+    def wait_for_room(self) -> None:
+        """Nothing to wait for: each write blocks (bounded by the socket timeout) until sent."""
 
     def write(self, data: bytes) -> None:
         self.sock.sendall(data)
