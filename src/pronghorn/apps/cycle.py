@@ -98,6 +98,7 @@ class CycleSettings:
             limit_request_line=cfg.limit_request_line,
             limit_request_fields=cfg.limit_request_fields,
             limit_request_field_size=cfg.limit_request_field_size,
+            limit_request_body=cfg.limit_request_body,
             permit_obsolete_folding=cfg.permit_obsolete_folding,
             strip_header_spaces=cfg.strip_header_spaces,
             permit_unconventional_http_method=cfg.permit_unconventional_http_method,

@@ -10,6 +10,11 @@ Chunked framing (RFC 9112 section 7.1) is a small loop over four states::
 
     SIZE --(n > 0)--> DATA --(n bytes)--> DATA_CRLF --(CRLF)--> SIZE
     SIZE --(n == 0)--> TRAILERS --(field section)--> DONE
+
+The body limit (``Limits.max_body_size``) is checked on each chunk's declared
+size, before any of its data is handed out: a body that would cross it is
+refused with 413 and no byte past the limit ever leaves the reader.
+(Content-Length bodies are checked by the parser on the head.)
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from .errors import (
     IncompleteMessage,
     InvalidChunkExtension,
     InvalidChunkSize,
+    LimitRequestBody,
     ProtocolError,
     show,
 )
@@ -99,12 +105,13 @@ _CHUNK_DONE: Final = _Chunk.DONE
 class ChunkedReader:
     """Chunked framing with extensions and a trailer section (RFC 9112 section 7.1)."""
 
-    __slots__ = ("_limits", "_state", "_remaining", "_scan", "_trailers")
+    __slots__ = ("_limits", "_state", "_remaining", "_declared", "_scan", "_trailers")
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
         self._state = _CHUNK_SIZE
         self._remaining = 0
+        self._declared = 0  # the sizes of all chunks so far: the body's length once they are read
         self._scan = 0  # where the search for the size line's LF resumes
         self._trailers = FieldSectionScanner(limits)
 
@@ -181,6 +188,12 @@ class ChunkedReader:
         if size == 0:
             self._state = _CHUNK_TRAILERS
         else:
+            declared = self._declared + size
+            limit = self._limits.max_body_size
+            if limit and declared > limit:
+                # RFC 9110 section 15.5.14: refused before this chunk's data is handed out.
+                raise LimitRequestBody(f"Chunked request body is larger than {limit} bytes")
+            self._declared = declared
             self._remaining = size
             self._state = _CHUNK_DATA
         return True

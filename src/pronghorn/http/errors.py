@@ -130,6 +130,13 @@ class LimitRequestHeaders(ProtocolError):
     reason: ClassVar[str] = "Request Header Fields Too Large"
 
 
+class LimitRequestBody(ProtocolError):
+    """The body is larger than the limit (RFC 9110 section 15.5.14), declared or counted."""
+
+    status: ClassVar[int] = 413
+    reason: ClassVar[str] = "Content Too Large"
+
+
 class ExpectationFailed(ProtocolError):
     status: ClassVar[int] = 417
     reason: ClassVar[str] = "Expectation Failed"

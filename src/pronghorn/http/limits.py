@@ -3,8 +3,9 @@
 The HTTP layer never reads settings itself: callers build a :class:`Limits`
 (usually with :meth:`Limits.from_settings`, passing Gunicorn-style setting
 values straight in) and hand it to the parser.  Construction always
-normalises the numeric limits with Gunicorn's clamps, so an out-of-range
-``Limits`` value cannot exist.
+normalises the numeric limits with Gunicorn's clamps (and refuses a negative
+body limit, which has no meaning), so an out-of-range ``Limits`` value cannot
+exist.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ UNLIMITED_REQUEST_LINE = 1 << 20  # "0 = unlimited" still needs a ceiling: 1 MiB
 MAX_HEADERS = 32768
 DEFAULT_MAX_HEADERFIELD_SIZE = 8190
 DEFAULT_MAX_CHUNK_EXTENSION = 4096
+DEFAULT_MAX_BODY_SIZE = 1 << 30  # limit_request_body's default (pronghorn's own setting): 1 GiB
 
 HeaderMap = Literal["drop", "refuse", "dangerous"]
 _HEADER_MAP_VALUES: frozenset[str] = frozenset({"drop", "refuse", "dangerous"})
@@ -54,6 +56,8 @@ class Limits:
     ``max_header_field_size``: bytes per field line including name, colon,
     value, CRLF and obs-fold continuation lines (<= 0 -> 8190).
     ``max_chunk_extension``: bytes of chunk-ext per chunk (<= 0 -> 4096).
+    ``max_body_size``: bytes of request body, counted after de-chunking (0 =
+    unlimited; negative raises ``ValueError``); larger bodies get 413.
     ``header_map`` decides what happens to field names containing ``_``
     unless they are listed in ``underscore_names_allowed`` (upper-cased names,
     or ``b"*"`` for all).  ``require_host`` rejects HTTP/1.1 requests without
@@ -63,17 +67,18 @@ class Limits:
     # Immutable (assignment raises), compared by value; not a dataclass: ``dataclasses`` would be
     # imported into every worker for this and a few other small classes (about 0.15 MiB).
     __slots__ = (
-        "max_request_line", "max_header_count", "max_header_field_size", "max_chunk_extension",
+        "max_request_line", "max_header_count", "max_header_field_size", "max_chunk_extension", "max_body_size",
         "permit_obsolete_folding", "strip_header_spaces", "permit_unconventional_method",
         "permit_unconventional_version", "casefold_method", "header_map", "underscore_names_allowed",
         "require_host", "max_field_section", "field_rules",
     )
-    _FIELDS: Final = __slots__[:12]  # the constructor's; the last two are derived from them
+    _FIELDS: Final = __slots__[:13]  # the constructor's; the last two are derived from them
 
     max_request_line: int
     max_header_count: int
     max_header_field_size: int
     max_chunk_extension: int
+    max_body_size: int
     permit_obsolete_folding: bool
     strip_header_spaces: bool
     permit_unconventional_method: bool
@@ -91,6 +96,7 @@ class Limits:
         max_header_count: int = 100,
         max_header_field_size: int = 8190,
         max_chunk_extension: int = DEFAULT_MAX_CHUNK_EXTENSION,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         permit_obsolete_folding: bool = False,
         strip_header_spaces: bool = False,
         permit_unconventional_method: bool = False,
@@ -102,12 +108,14 @@ class Limits:
     ) -> None:
         if header_map not in _HEADER_MAP_VALUES:
             raise ValueError(f"header_map must be one of drop, refuse, dangerous; got {header_map!r}")
+        if max_body_size < 0:
+            raise ValueError(f"max_body_size must be a non-negative integer (0 = unlimited); got {max_body_size!r}")
         allowed = frozenset(name.upper() for name in underscore_names_allowed)
         count = _clamp_header_count(max_header_count)
         size = _clamp_field_size(max_header_field_size)
         values = (
             _clamp_request_line(max_request_line), count, size, _clamp_chunk_extension(max_chunk_extension),
-            permit_obsolete_folding, strip_header_spaces, permit_unconventional_method,
+            max_body_size, permit_obsolete_folding, strip_header_spaces, permit_unconventional_method,
             permit_unconventional_version, casefold_method, header_map, allowed, require_host,
             # Byte cap for a whole header (or trailer) section, final CRLF included.
             count * (size + 2) + 4,
@@ -140,6 +148,7 @@ class Limits:
         limit_request_line: int = 4094,
         limit_request_fields: int = 100,
         limit_request_field_size: int = 8190,
+        limit_request_body: int = DEFAULT_MAX_BODY_SIZE,
         permit_obsolete_folding: bool = False,
         strip_header_spaces: bool = False,
         permit_unconventional_http_method: bool = False,
@@ -149,7 +158,8 @@ class Limits:
         forwarder_headers: Iterable[str | bytes] = (),
         require_host: bool = False,
     ) -> Limits:
-        """Build limits from Gunicorn setting values (names as in Gunicorn).
+        """Build limits from Gunicorn setting values (names as in Gunicorn, plus pronghorn's own
+        ``limit_request_body``).
 
         ``forwarder_headers`` must only be passed for peers the caller trusts
         (Gunicorn: ``forwarded_allow_ips``); names are upper-cased, ``*`` allows all.
@@ -160,6 +170,7 @@ class Limits:
             max_request_line=limit_request_line,
             max_header_count=limit_request_fields,
             max_header_field_size=limit_request_field_size,
+            max_body_size=limit_request_body,
             permit_obsolete_folding=permit_obsolete_folding,
             strip_header_spaces=strip_header_spaces,
             permit_unconventional_method=permit_unconventional_http_method,

@@ -21,8 +21,12 @@ one event per call:
            ``build_request_head``) and returned as a
            :class:`RequestHead`; the body reader is chosen (chunked, length, or
            none: no framing means no body) and the state becomes ``BODY``.
+           A Content-Length over ``max_body_size`` is refused (413) instead,
+           before the head is returned: no ``100 Continue`` can invite the body.
 ``BODY``   the reader turns buffered bytes into :class:`BodyData` slices and
-           finally :class:`EndOfMessage` (state ``DONE``).
+           finally :class:`EndOfMessage` (state ``DONE``).  A chunked body is
+           refused (413) at the chunk-size line that would take it over
+           ``max_body_size``, so no slice handed out ever crosses the limit.
 ``DONE``   ``NEED_DATA`` until the caller calls ``start_next_request()``;
            pipelined bytes stay buffered until then.
 ``CLOSED`` the peer closed between requests (``CONNECTION_CLOSED``).
@@ -54,7 +58,7 @@ import enum
 from typing import Final
 
 from .body import ChunkedReader, LengthReader, take
-from .errors import IncompleteMessage, InvalidRequestLine, LimitRequestLine, ProtocolError
+from .errors import IncompleteMessage, InvalidRequestLine, LimitRequestBody, LimitRequestLine, ProtocolError
 from .events import CONNECTION_CLOSED, END_OF_MESSAGE, NEED_DATA, BodyData, EndOfMessage, Event, RequestHead
 from .fields import FieldSectionScanner, parse_field_lines
 from .framing import build_request_head
@@ -351,12 +355,18 @@ class RequestParser:
         return self._start_body(build_request_head(request_line, fields, limits))
 
     def _start_body(self, head: RequestHead) -> RequestHead:
-        self._head = head
         if head.chunked:
             self._reader = ChunkedReader(self._limits)
         elif head.content_length:
-            self._reader = LengthReader(head.content_length)
+            length = head.content_length
+            limit = self._limits.max_body_size
+            if limit and length > limit:
+                # RFC 9110 section 15.5.14: refused on the declared length, before the caller sees
+                # the head (so before any 100 Continue) and before any body byte is read.
+                raise LimitRequestBody(f"Request body of {length} bytes is larger than {limit} bytes")
+            self._reader = LengthReader(length)
         else:
             self._reader = _NO_BODY  # no state to keep: shared
+        self._head = head
         self._state = _BODY
         return head

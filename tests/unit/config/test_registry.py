@@ -220,7 +220,7 @@ def test_every_non_deferred_gunicorn_setting_is_declared_in_documentation_order(
 
 
 # Settings of pronghorn's own (Gunicorn has none of these names); each documents itself as new.
-PRONGHORN_SETTINGS = frozenset({"max_worker_memory", "header_timeout", "request_timeout"})
+PRONGHORN_SETTINGS = frozenset({"max_worker_memory", "header_timeout", "request_timeout", "limit_request_body"})
 
 
 def test_own_settings_are_declared_and_say_they_are_new() -> None:

@@ -20,6 +20,7 @@ from pronghorn.http import (
     InvalidResponseHeader,
     InvalidResponseHeaderName,
     InvalidSchemeHeaders,
+    LimitRequestBody,
     LimitRequestHeaders,
     LimitRequestLine,
     ObsoleteFolding,
@@ -48,6 +49,7 @@ BAD = "Bad Request"
         (InvalidSchemeHeaders, 400, BAD, True),
         (LimitRequestLine, 414, "URI Too Long", True),
         (LimitRequestHeaders, 431, "Request Header Fields Too Large", True),
+        (LimitRequestBody, 413, "Content Too Large", True),  # RFC 9110 section 15.5.14
         (ExpectationFailed, 417, "Expectation Failed", True),
         (UnsupportedTransferCoding, 501, "Not Implemented", True),
         (IncompleteMessage, 400, BAD, False),

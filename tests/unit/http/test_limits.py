@@ -1,16 +1,22 @@
-"""Size limits with Gunicorn's clamps (Gunicorn reference section 6, "Limits")."""
+"""Size limits with Gunicorn's clamps (Gunicorn reference section 6, "Limits"), and the body limit."""
 
 from __future__ import annotations
 
 import pytest
-from http_replay import accept, reject, replay
+from http_replay import accept, reject, replay, split_bytes, split_random
 
 from pronghorn.http import (
+    NEED_DATA,
+    BodyData,
+    EndOfMessage,
     InvalidChunkSize,
+    LimitRequestBody,
     LimitRequestHeaders,
     LimitRequestLine,
     Limits,
-    NEED_DATA,
+    ParserState,
+    ProtocolError,
+    RequestHead,
     RequestParser,
 )
 
@@ -178,3 +184,170 @@ def test_chunk_size_line_capped_by_field_size(setting: int, line: bytes, ok: boo
         assert accept(raw, limits).body == b"x"
     else:
         assert type(reject(raw, limits)) is InvalidChunkSize
+
+
+# -- request body (limit_request_body, pronghorn's own) ------------------------------------------
+
+
+@pytest.mark.parametrize(("setting", "effective"), [(0, 0), (1, 1), (1 << 30, 1 << 30), (10**15, 10**15)])
+def test_body_size_is_kept_as_given(setting: int, effective: int) -> None:
+    assert Limits.from_settings(limit_request_body=setting).max_body_size == effective
+    assert Limits(max_body_size=setting).max_body_size == effective
+
+
+@pytest.mark.parametrize("setting", [-1, -(1 << 30)])
+def test_negative_body_size_is_refused(setting: int) -> None:
+    # No clamp has a meaning here (the setting's validator refuses negatives before this).
+    with pytest.raises(ValueError, match="max_body_size"):
+        Limits(max_body_size=setting)
+    with pytest.raises(ValueError, match="max_body_size"):
+        Limits.from_settings(limit_request_body=setting)
+
+
+def test_body_size_default_is_one_gib_and_part_of_the_value() -> None:
+    assert Limits().max_body_size == Limits.from_settings().max_body_size == 1073741824
+    assert Limits(max_body_size=10) != Limits(max_body_size=11)
+    assert "max_body_size=10" in repr(Limits(max_body_size=10))
+    with pytest.raises(AttributeError):
+        Limits().max_body_size = 0
+
+
+def post(length: int, *, expect: bool = False) -> bytes:
+    """A POST head declaring ``length`` body bytes (the body itself is not included)."""
+    head = b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n" % length
+    return head + (b"Expect: 100-continue\r\n" if expect else b"") + b"\r\n"
+
+
+@pytest.mark.parametrize(("length", "ok"), [(1, True), (99, True), (100, True), (101, False), (10**12, False)])
+def test_declared_length_against_the_limit(length: int, ok: bool) -> None:
+    limits = Limits.from_settings(limit_request_body=100)
+    if ok:
+        assert accept(post(length) + b"x" * length, limits).body == b"x" * length
+    else:
+        error = reject(post(length), limits)
+        assert type(error) is LimitRequestBody
+        assert (error.status, error.reason, error.respond) == (413, "Content Too Large", True)
+        assert str(length) in str(error) and "100" in str(error)
+
+
+@pytest.mark.parametrize("expect", [False, True])
+def test_declared_length_over_the_limit_is_refused_with_the_head(expect: bool) -> None:
+    """No RequestHead comes out, so a worker cannot send 100 Continue or read a body byte first."""
+    limits = Limits.from_settings(limit_request_body=100)
+    parser = RequestParser(limits)
+    parser.feed(post(107374182400, expect=expect))  # 100 GiB, no body byte sent
+    with pytest.raises(LimitRequestBody):
+        parser.next_event()
+    assert parser.head is None and parser.state is ParserState.ERROR
+    with pytest.raises(LimitRequestBody):  # sticky, as every protocol error
+        parser.next_event()
+    # The same head split over reads: the verdict comes once the head is complete, not later.
+    out = replay(split_bytes(post(107374182400, expect=expect)), limits, eof=False)
+    assert type(out.error) is LimitRequestBody and out.heads == []
+
+
+def test_declared_length_at_the_limit_is_delivered_head_first() -> None:
+    limits = Limits.from_settings(limit_request_body=100)
+    parser = RequestParser(limits)
+    parser.feed(post(100, expect=True))
+    head = parser.next_event()
+    assert isinstance(head, RequestHead) and head.expect_continue and head.content_length == 100
+    assert parser.next_event() is NEED_DATA
+
+
+def test_default_limit_is_one_gib_on_the_declared_length() -> None:
+    assert replay([post(1 << 30)], eof=False).error is None
+    assert type(reject(post((1 << 30) + 1))) is LimitRequestBody
+
+
+CHUNKED = b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def chunked(*sizes: int, end: bytes = b"0\r\n\r\n") -> bytes:
+    return CHUNKED + b"".join(b"%x\r\n" % size + b"d" * size + b"\r\n" for size in sizes) + end
+
+
+@pytest.mark.parametrize(
+    ("sizes", "ok"),
+    [
+        ((100,), True),
+        ((40, 60), True),  # exactly the limit, across chunks
+        ((1,) * 100, True),
+        ((101,), False),
+        ((40, 61), False),  # one byte over, in the last chunk
+        ((1,) * 101, False),
+        ((99, 1, 1), False),
+    ],
+)
+def test_chunked_total_against_the_limit(sizes: tuple[int, ...], ok: bool) -> None:
+    limits = Limits.from_settings(limit_request_body=100)
+    if ok:
+        done = accept(chunked(*sizes), limits)
+        assert done.body == b"d" * sum(sizes)
+    else:
+        error = reject(chunked(*sizes), limits)
+        assert type(error) is LimitRequestBody and error.status == 413
+
+
+def body_events_until_error(chunks: list[bytes], limits: Limits) -> tuple[list[bytes], ProtocolError | None]:
+    """Every BodyData slice handed out (in order) before the parser stopped, and its error."""
+    parser = RequestParser(limits)
+    slices: list[bytes] = []
+    try:
+        for chunk in chunks:
+            parser.feed(chunk)
+            while (event := parser.next_event()) is not NEED_DATA:
+                if isinstance(event, BodyData):
+                    slices.append(event.data)
+                elif isinstance(event, EndOfMessage):
+                    return slices, None
+    except ProtocolError as exc:
+        return slices, exc
+    return slices, None
+
+
+@pytest.mark.parametrize("split", ["whole", "bytes", "random"])
+@pytest.mark.parametrize("sizes", [(40, 61), (101,), (100, 1), (0x10000,), (7,) * 15])
+def test_no_body_byte_past_the_limit_is_ever_handed_out(sizes: tuple[int, ...], split: str) -> None:
+    limits = Limits.from_settings(limit_request_body=100)
+    raw = chunked(*sizes, end=b"")  # the client never gets to finish: the verdict must come before
+    chunks = {"whole": [raw], "bytes": split_bytes(raw), "random": split_random(raw, 11)}[split]
+    slices, error = body_events_until_error(chunks, limits)
+    assert type(error) is LimitRequestBody
+    assert sum(len(piece) for piece in slices) <= 100
+    # What was handed out is exactly the chunks that fit whole: the refusal comes at the size line.
+    fitting = 0
+    for size in sizes:
+        if fitting + size > 100:
+            break
+        fitting += size
+    assert b"".join(slices) == b"d" * fitting
+
+
+def test_chunk_declared_over_the_limit_is_refused_before_its_data_arrives() -> None:
+    limits = Limits.from_settings(limit_request_body=100)
+    slices, error = body_events_until_error([CHUNKED + b"FFFFFFFF\r\n"], limits)
+    assert type(error) is LimitRequestBody and slices == []
+
+
+def test_trailers_do_not_count_toward_the_body_limit() -> None:
+    limits = Limits.from_settings(limit_request_body=5)
+    done = accept(chunked(5, end=b"0\r\nX-Checksum: " + b"c" * 64 + b"\r\n\r\n"), limits)
+    assert done.body == b"ddddd" and done.trailers == ((b"X-CHECKSUM", b"c" * 64),)
+
+
+def test_zero_means_no_body_limit() -> None:
+    limits = Limits.from_settings(limit_request_body=0)
+    out = replay([post(107374182400)], limits, eof=False)
+    assert out.error is None and out.heads[0].content_length == 107374182400
+    out = replay([CHUNKED + b"FFFFFFFFFFFF\r\n" + b"d" * 1000], limits, eof=False)
+    assert out.error is None and out.heads
+    assert accept(chunked(70000, 70000), limits).body == b"d" * 140000
+
+
+def test_body_limit_holds_for_each_request_of_a_connection() -> None:
+    """The count starts again with every request: pipelined bodies each get the whole limit."""
+    limits = Limits.from_settings(limit_request_body=100)
+    out = replay([chunked(100) + post(100) + b"x" * 100 + chunked(60, 41)], limits, eof=False)
+    assert [len(done.body) for done in out.completed] == [100, 100]
+    assert type(out.error) is LimitRequestBody

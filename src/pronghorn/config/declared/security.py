@@ -1,8 +1,9 @@
 """Request limits and HTTP/1 parsing switches.
 
-The "Security" section (size limits) plus the parser settings Gunicorn files elsewhere:
-``http_parser`` ("Worker Processes") and the leniency switches, ``forwarder_headers`` and
-``header_map`` ("Server Mechanics"). All of them reach the parser through one ``Limits`` value.
+The "Security" section (size limits, including pronghorn's own ``limit_request_body``) plus the
+parser settings Gunicorn files elsewhere: ``http_parser`` ("Worker Processes") and the leniency
+switches, ``forwarder_headers`` and ``header_map`` ("Server Mechanics"). All of them reach the
+parser through one ``Limits`` value.
 """
 
 from __future__ import annotations
@@ -64,6 +65,23 @@ REQUEST_LIMITS = (
         details=(
             "0 means the default, 8190. The flag is spelled with an underscore, "
             "`--limit-request-field_size`, exactly as in Gunicorn.",
+        ),
+    ),
+    Setting(
+        name="limit_request_body",
+        section="Security",
+        cli=("--limit-request-body",),
+        meta="INT",
+        validator=validators.positive_integer,
+        default=1073741824,
+        default_doc="`1073741824` (1 GiB)",
+        desc="Largest request body accepted, in bytes (0 = no limit); larger ones get 413 and the connection closes.",
+        details=(
+            "New in pronghorn: Gunicorn has no such setting and accepts bodies of any size. Every worker "
+            "class enforces it. A request whose Content-Length is over the limit is refused as soon as "
+            "its head arrives, before any `100 Continue` and before any of its body is read. A chunked "
+            "body is counted after de-chunking and refused at the chunk that would take it over the "
+            "limit, so no more than the limit ever reaches a temporary file or the application.",
         ),
     ),
 )
