@@ -23,6 +23,7 @@ from pronghorn.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppImportError, 
 from pronghorn.config import Config
 from pronghorn.logs import Logger
 from pronghorn.master import reexec
+from pronghorn.master.daemon import flush_stdio
 from pronghorn.master.pidfile import Pidfile
 from pronghorn.net.addresses import parse_address
 from pronghorn.proctitle import master_title, set_proc_title, worker_title
@@ -309,6 +310,7 @@ class Arbiter:
             self.log.warning("USR2 ignored: this master is itself an upgrade not yet promoted.")
             return
         master_pid = os.getpid()
+        flush_stdio()
         pid = os.fork()
         if pid != 0:
             self.reexec_pid = pid
@@ -357,6 +359,7 @@ class Arbiter:
         )
         worker.board_seat = self.board.seat_for()
         self.call_hook("pre_fork", self, worker)
+        flush_stdio()  # or what print() left buffered would be written again by every worker
         # Signals stay blocked across the fork: until the child has dropped the master's handlers,
         # a TERM would only be queued in the child's copy of the master's queue and lost.
         signal.pthread_sigmask(signal.SIG_BLOCK, self._signal_numbers)
