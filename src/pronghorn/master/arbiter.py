@@ -24,6 +24,7 @@ from pronghorn.config import Config
 from pronghorn.logs import Logger
 from pronghorn.master import reexec
 from pronghorn.master.daemon import flush_stdio
+from pronghorn.master.descriptors import raise_open_files_limit
 from pronghorn.master.pidfile import Pidfile
 from pronghorn.net.addresses import parse_address
 from pronghorn.proctitle import master_title, set_proc_title, worker_title
@@ -96,6 +97,7 @@ class Arbiter:
             self.pidfile.create(self.pid)
         self.call_hook("on_starting", self)
         self.init_signals()
+        raise_open_files_limit(self.log)  # before any fork: workers inherit it
         if self.cfg.umask:
             os.umask(self.cfg.umask)
         inherited = reexec.inherited_fds(os.environ, self.pid)
