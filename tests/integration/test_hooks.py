@@ -126,3 +126,28 @@ def test_hook_with_wrong_arity_is_a_config_error(project: Path) -> None:
                          env=child_env(), capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
     assert "pre_fork" in out.stderr and "2 arguments" in out.stderr
+
+
+def test_output_buffered_in_the_master_is_written_once_not_once_per_worker(tmp_path: Path) -> None:
+    # Without PYTHONUNBUFFERED, print() to a file or pipe is block-buffered: a fork copies what is not
+    # yet written into every worker, and each one would write it again when it exits.
+    (tmp_path / "hello.py").write_text(
+        "def app(environ, start_response):\n    start_response('200 OK', [])\n    return [b'hi']\n"
+    )
+    (tmp_path / "conf.py").write_text(
+        "workers = 3\nprint('printed by the config file')\n"
+        "def when_ready(server):\n    print('printed by when_ready')\n"
+    )
+    port = free_port()
+    args = pronghorn_cmd("hello:app", "-b", f"127.0.0.1:{port}", "-c", "conf.py")
+    with running(args, cwd=tmp_path, port=port, env={"PYTHONUNBUFFERED": ""}) as server:
+        server.wait_for_output("printed by when_ready")  # written before the first fork, not at exit
+        deadline = time.monotonic() + 15
+        while server.output().count("Booting worker with pid") < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        server.signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+        out = server.output()
+    assert out.count("Worker exiting") == 3, out
+    assert out.count("printed by the config file") == 1, out
+    assert out.count("printed by when_ready") == 1, out

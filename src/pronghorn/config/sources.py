@@ -76,7 +76,12 @@ def _read_file(path: str) -> dict[str, Any]:
     module = importlib.util.module_from_spec(spec)
     module.__file__ = path
     try:
-        loader.exec_module(module)
+        # Compiled from the source on every read, never through a __pycache__ file: a cached
+        # file is trusted when size and mtime (whole seconds) match, so a config rewritten within
+        # the same second to the same size (``workers = 2`` -> ``workers = 4``, then HUP) would
+        # reload the old values.
+        code = compile(loader.get_data(path), path, "exec", dont_inherit=True)
+        exec(code, vars(module))  # noqa: S102 - running the config file is its purpose
     except Exception:
         details = traceback.format_exc()
         raise ConfigError(f"Failed to read config file: {path}\n{details}".rstrip()) from None

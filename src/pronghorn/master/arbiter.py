@@ -23,6 +23,8 @@ from pronghorn.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppImportError, 
 from pronghorn.config import Config
 from pronghorn.logs import Logger
 from pronghorn.master import reexec
+from pronghorn.master.daemon import flush_stdio
+from pronghorn.master.descriptors import raise_open_files_limit
 from pronghorn.master.pidfile import Pidfile
 from pronghorn.net.addresses import parse_address
 from pronghorn.proctitle import master_title, set_proc_title, worker_title
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from pronghorn.app.base import BaseApplication
 
 QUICK_STOP_SECONDS = 2.0
+KILLED_WORKER_REAP_SECONDS = 1.0  # how long stop() waits to reap (and log) the workers it SIGKILLed
 HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH", "CHLD")
 
 
@@ -48,6 +51,8 @@ class Arbiter:
         self.listeners: list[Listener] = []
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.worker_age = 0
+        # Workers this master SIGKILLed, and why: the reap logs that instead of guessing "out of memory".
+        self.killed_by_master: dict[int, str] = {}
         self._signal_numbers = {getattr(signal, "SIG" + name) for name in HANDLED_SIGNALS}
         self.pidfile: Pidfile | None = None
         self._num_workers: int | None = None
@@ -92,6 +97,7 @@ class Arbiter:
             self.pidfile.create(self.pid)
         self.call_hook("on_starting", self)
         self.init_signals()
+        raise_open_files_limit(self.log)  # before any fork: workers inherit it
         if self.cfg.umask:
             os.umask(self.cfg.umask)
         inherited = reexec.inherited_fds(os.environ, self.pid)
@@ -306,6 +312,7 @@ class Arbiter:
             self.log.warning("USR2 ignored: this master is itself an upgrade not yet promoted.")
             return
         master_pid = os.getpid()
+        flush_stdio()
         pid = os.fork()
         if pid != 0:
             self.reexec_pid = pid
@@ -354,6 +361,7 @@ class Arbiter:
         )
         worker.board_seat = self.board.seat_for()
         self.call_hook("pre_fork", self, worker)
+        flush_stdio()  # or what print() left buffered would be written again by every worker
         # Signals stay blocked across the fork: until the child has dropped the master's handlers,
         # a TERM would only be queued in the child's copy of the master's queue and lost.
         signal.pthread_sigmask(signal.SIG_BLOCK, self._signal_numbers)
@@ -414,10 +422,13 @@ class Arbiter:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue  # not ours (e.g. we are PID 1): reaped quietly
+            why_killed = self.killed_by_master.pop(pid, None)
             self._forget(worker)
             if os.WIFSIGNALED(status):
                 sig = signal.Signals(os.WTERMSIG(status))
-                if sig == signal.SIGKILL:
+                if sig == signal.SIGKILL and why_killed is not None:
+                    self.log.warning("Worker (pid:%s) killed: %s", pid, why_killed)
+                elif sig == signal.SIGKILL:
                     self.log.error("Worker (pid:%s) was sent SIGKILL! Perhaps out of memory?", pid)
                 elif sig == signal.SIGTERM:
                     self.log.info("Worker (pid:%s) was sent SIGTERM!", pid)
@@ -450,17 +461,24 @@ class Arbiter:
                 worker.aborted = True
                 self.kill_worker(pid, signal.SIGABRT)
             else:
-                self.kill_worker(pid, signal.SIGKILL)
+                why = f"it did not exit after WORKER TIMEOUT ({self.cfg.timeout:g}s) and SIGABRT"
+                self.kill_worker_because(pid, why)
 
     def _forget(self, worker: Worker) -> None:
         """A worker is gone: close its heartbeat, free its seat on the connection board."""
         worker.tmp.close()
         self.board.release(worker.board_seat)
 
+    def kill_worker_because(self, pid: int, why: str) -> None:
+        """SIGKILL a worker, remembering why so that its reap logs that reason (the first one given)."""
+        self.killed_by_master.setdefault(pid, why)
+        self.kill_worker(pid, signal.SIGKILL)
+
     def kill_worker(self, pid: int, sig: int) -> None:
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
+            self.killed_by_master.pop(pid, None)
             worker = self.workers.pop(pid, None)
             if worker is not None:
                 self._forget(worker)
@@ -480,6 +498,8 @@ class Arbiter:
             listener.close(unlink=unlink)
         self.listeners = []
         self.signal_workers(signal.SIGTERM if graceful else signal.SIGQUIT)
+        quick_limit = f"the quick-stop limit ({QUICK_STOP_SECONDS:g}s)"
+        limit = f"graceful_timeout ({self.cfg.graceful_timeout:g}s)" if graceful else quick_limit
         deadline = time.monotonic() + (self.cfg.graceful_timeout if graceful else QUICK_STOP_SECONDS)
         while self.workers and time.monotonic() < deadline:
             self._reap_quietly()
@@ -487,10 +507,21 @@ class Arbiter:
                 self.log.info("Quick stop requested during a graceful one.")
                 graceful = False
                 self.signal_workers(signal.SIGQUIT)
-                deadline = min(deadline, time.monotonic() + QUICK_STOP_SECONDS)
+                if time.monotonic() + QUICK_STOP_SECONDS < deadline:
+                    limit, deadline = quick_limit, time.monotonic() + QUICK_STOP_SECONDS
             time.sleep(0.1)
-        self.signal_workers(signal.SIGKILL)
-        self._reap_quietly()
+        self._kill_remaining_workers(f"it did not stop within {limit}")
+
+    def _kill_remaining_workers(self, why: str) -> None:
+        for pid in list(self.workers):
+            self.kill_worker_because(pid, why)
+        # A killed process ends at once (barring uninterruptible I/O): reap it so the log says so.
+        reap_deadline = time.monotonic() + KILLED_WORKER_REAP_SECONDS
+        while True:
+            self._reap_quietly()
+            if not self.workers or time.monotonic() >= reap_deadline:
+                return
+            time.sleep(0.02)
 
     def _quick_stop_requested(self) -> bool:
         """Whether an INT or QUIT arrived (other signals wait: the master is on its way out)."""

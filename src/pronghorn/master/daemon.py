@@ -28,7 +28,7 @@ def daemonize(enable_stdio_inheritance: bool) -> None:
     ``enable_stdio_inheritance`` is true, in which case they stay where they were. Raises ``OSError``
     in the calling process if a fork or ``setsid()`` fails (nothing has exited at that point).
     """
-    _flush_stdio()
+    flush_stdio()
     first = os.fork()
     if first > 0:
         _exit_once_detached(first)
@@ -74,8 +74,12 @@ def _redirect_stdio(keep_output: bool) -> None:
             os.close(null)
 
 
-def _flush_stdio() -> None:
-    """Flush Python's buffers so output written before detaching appears exactly once."""
+def flush_stdio() -> None:
+    """Flush Python's buffers before a fork, so output written before it appears exactly once.
+
+    Without it, what ``print()`` left in a block-buffered ``sys.stdout`` (a file or a pipe, no
+    ``PYTHONUNBUFFERED``) is copied into the child and written again by each process that flushes.
+    """
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             try:

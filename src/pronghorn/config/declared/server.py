@@ -150,6 +150,11 @@ WORKER_PROCESSES = (
         validator=validators.positive_integer,
         default=1000,
         desc="Most client connections one worker holds open at once (event-loop workers only).",
+        details=(
+            "Each connection is one open file. The master raises its soft open files limit to the hard "
+            "limit at start, before forking workers, so thousands of connections per worker need no "
+            "`ulimit -n`; a lower hard limit still caps them (raise it in the service manager).",
+        ),
     ),
     Setting(
         name="max_requests",
