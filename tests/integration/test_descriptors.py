@@ -163,8 +163,6 @@ def _read_one_response_each(clients: list[socket.socket], deadline: float) -> in
     return answered
 
 
-@pytest.mark.xfail(strict=True, reason="workers/loop_io.py DirectSink._wait_writable waits with select.select(), "
-                   "which raises ValueError for a descriptor >= 1024 (FD_SETSIZE); poll() has no such limit")
 @pytest.mark.usefixtures("many_client_sockets")
 def test_a_slow_reader_on_a_descriptor_above_1024_gets_its_whole_response(app_dir: Path) -> None:
     port = free_port()
