@@ -64,6 +64,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _serves(port: int) -> bool:
+    """True once the server answers 200 (a refused or reset connection: not yet)."""
+    try:
+        return http_get(port, timeout=5)[0] == 200
+    except OSError:
+        return False
+
+
 def _wait(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -353,7 +361,7 @@ def test_winch_stops_workers_of_a_daemonized_master(app_dir: Path) -> None:
     assert _wait(pidfile.exists)
     master = int(pidfile.read_text())
     try:
-        assert _wait(lambda: http_get(port)[0] == 200)
+        assert _wait(lambda: _serves(port))
         log = app_dir / "d.log"
         os.kill(master, signal.SIGWINCH)
         assert _wait(lambda: log.read_text().count("Worker exiting") == 2)
@@ -361,7 +369,7 @@ def test_winch_stops_workers_of_a_daemonized_master(app_dir: Path) -> None:
         with pytest.raises(OSError):
             http_get(port, timeout=2)
         os.kill(master, signal.SIGHUP)  # HUP brings workers back (the rollback of an upgrade)
-        assert _wait(lambda: http_get(port)[0] == 200)
+        assert _wait(lambda: _serves(port))
     finally:
         os.kill(master, signal.SIGTERM)
         if not _wait(lambda: not _alive(master), 10):

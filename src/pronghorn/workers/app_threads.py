@@ -1,17 +1,29 @@
 """The application threads of an event-loop worker (``threads > 1``).
 
-The loop hands a job to the pool (``submit``); a thread runs it and puts the outcome on a done queue;
-the loop picks outcomes up in batches: a thread wakes the loop only if no wake-up is already on its
-way, so under load one wake-up returns many finished jobs.
+How this works: the loop appends jobs to a queue; threads take them in order. Handing work to a
+thread costs a wake-up and, because of the GIL, a switch to that thread and back, which is more
+than a hello-world request itself. So the pool wakes threads sparingly:
+
+* A job submitted while some thread is awake is left for it: an awake thread takes the next job as
+  soon as it is done with its current one, without sleeping in between. Under load a burst of
+  requests read in one pass of the loop is run by one thread, one after the other, at the cost of
+  one wake-up, and the loop collects the answers at the cost of one more.
+* A thread blocked in the app (waiting on a database, sleeping) must not hold up the jobs behind it,
+  so while jobs wait, a check every ``WAKE_INTERVAL`` wakes one more thread, up to ``count``. Apps
+  that block therefore get all their threads within a few milliseconds of a burst, and apps that do
+  not are never split between threads contending for the GIL.
+* A finished job goes on a done queue; a thread wakes the loop only if no wake-up is already on its
+  way, so one wake-up returns many finished jobs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import queue
 import threading
 from collections import deque
 from typing import Protocol
+
+WAKE_INTERVAL = 0.001  # while jobs wait, another thread is woken this often
 
 
 class PoolJob(Protocol):
@@ -22,38 +34,68 @@ class PoolJob(Protocol):
         """Back on the loop thread, with what ``run_on_thread`` returned."""
 
 
+class _Parking:
+    """Where one idle thread waits: a lock it blocks on until a waker releases it."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+
+
 class AppThreads:
-    """Up to ``count`` threads, started as needed, fed by one queue."""
+    """Up to ``count`` threads, started as needed."""
 
     def __init__(self, count: int, name: str, loop: asyncio.AbstractEventLoop) -> None:
         self.count = count
         self.name = name
         self.loop = loop
-        self.jobs: queue.SimpleQueue[PoolJob | None] = queue.SimpleQueue()
+        self.jobs: deque[PoolJob] = deque()
+        self.lock = threading.Lock()  # guards ``awake`` and ``parked`` (a thread parking vs. a waker)
+        self.awake = 0  # threads running or about to take a job
+        self.parked: list[_Parking] = []
         self.threads: list[threading.Thread] = []
+        self.stopping = False
+        self.check_scheduled = False
         self.done: deque[tuple[PoolJob, bool]] = deque()
         self.wake_pending = False  # a call to _collect is already scheduled on the loop
 
-    def submit(self, busy: int, job: PoolJob) -> None:
-        """Queue a job; ``busy`` counts the jobs queued or running, this one included."""
-        if len(self.threads) < min(busy, self.count):
-            thread = threading.Thread(target=self._run, name=f"{self.name}_{len(self.threads)}", daemon=True)
-            thread.start()
-            self.threads.append(thread)
-        self.jobs.put(job)
+    # --- the loop's side ---
 
-    def _run(self) -> None:
-        done = self.done
-        while (job := self.jobs.get()) is not None:
-            result = job.run_on_thread()
-            done.append((job, result))
-            if not self.wake_pending:
-                self.wake_pending = True
-                try:
-                    self.loop.call_soon_threadsafe(self._collect)
-                except RuntimeError:  # the loop is closed: the worker is exiting
-                    return
-            del job
+    def submit(self, job: PoolJob) -> None:
+        self.jobs.append(job)
+        if self.awake == 0:
+            self._wake_one()
+        elif not self.check_scheduled and self.awake < self.count:
+            self.check_scheduled = True
+            self.loop.call_later(WAKE_INTERVAL, self._check_waiting)
+
+    def _check_waiting(self) -> None:
+        """Jobs still waiting: the awake threads may be blocked in the app, so wake one more."""
+        self.check_scheduled = False
+        if self.jobs and not self.stopping:
+            self._wake_one()
+            if self.awake < self.count:
+                self.check_scheduled = True
+                self.loop.call_later(WAKE_INTERVAL, self._check_waiting)
+
+    def _wake_one(self) -> None:
+        with self.lock:
+            if self.parked:
+                parking = self.parked.pop()
+                self.awake += 1
+            elif len(self.threads) < self.count:
+                parking = None
+                self.awake += 1
+            else:
+                return  # every thread is awake already
+        if parking is not None:
+            parking.lock.release()
+            return
+        thread = threading.Thread(target=self._run, name=f"{self.name}_{len(self.threads)}", daemon=True)
+        self.threads.append(thread)
+        thread.start()
 
     def _collect(self) -> None:
         # Cleared before draining: a job finishing from here on schedules another call.
@@ -65,10 +107,36 @@ class AppThreads:
 
     def shutdown(self) -> None:
         """Queued jobs are dropped; threads end once their current job returns."""
-        try:
-            while True:
-                self.jobs.get_nowait()
-        except queue.Empty:
-            pass
-        for _ in self.threads:
-            self.jobs.put(None)
+        self.stopping = True
+        self.jobs.clear()
+        with self.lock:
+            parked, self.parked = self.parked, []
+        for parking in parked:
+            parking.lock.release()
+
+    # --- a thread's side ---
+
+    def _run(self) -> None:
+        parking = _Parking()
+        jobs = self.jobs
+        done = self.done
+        while not self.stopping:
+            try:
+                job = jobs.popleft()
+            except IndexError:
+                with self.lock:
+                    if jobs or self.stopping:
+                        continue  # one came in meanwhile
+                    self.awake -= 1
+                    self.parked.append(parking)
+                parking.lock.acquire()  # until a waker (or shutdown) releases it
+                continue
+            result = job.run_on_thread()
+            done.append((job, result))
+            del job
+            if not self.wake_pending:
+                self.wake_pending = True
+                try:
+                    self.loop.call_soon_threadsafe(self._collect)
+                except RuntimeError:  # the loop is closed: the worker is exiting
+                    return

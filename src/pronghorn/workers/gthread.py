@@ -146,7 +146,7 @@ class ThreadWorker(Worker):
         assert self.pool is not None
         self.on_threads += 1
         self.admission.set_in_use(self.on_threads)
-        self.pool.submit(self.on_threads, conn)
+        self.pool.submit(conn)
 
     def back_from_thread(self) -> None:
         self.on_threads -= 1

@@ -58,7 +58,7 @@ def drive(pieces: list[bytes], limits: Limits, eof: bool) -> Outcome:
     out = Outcome()
     head: RequestHead | None = None
     body = bytearray()
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time of this thread: other processes on a busy machine do not count
     try:
         for piece in [p for p in pieces if p] + ([b""] if eof else []):  # b"" means EOF
             parser.feed(piece)
@@ -94,7 +94,7 @@ def drive(pieces: list[bytes], limits: Limits, eof: bool) -> Outcome:
                 break
     except ProtocolError as exc:
         out.error = exc
-    out.seconds = time.perf_counter() - started
+    out.seconds = time.thread_time() - started
     if out.error is not None:
         for _ in range(2):  # sticky: the same object, every time
             with pytest.raises(ProtocolError) as again:
