@@ -116,6 +116,15 @@ class AppThreads:
 
     # --- a thread's side ---
 
+    def _park(self, parking: _Parking) -> bool:
+        """No job: register as parked, unless one came in meanwhile (then False: take it)."""
+        with self.lock:
+            if self.jobs or self.stopping:
+                return False
+            self.awake -= 1
+            self.parked.append(parking)
+            return True
+
     def _run(self) -> None:
         parking = _Parking()
         jobs = self.jobs
@@ -124,12 +133,8 @@ class AppThreads:
             try:
                 job = jobs.popleft()
             except IndexError:
-                with self.lock:
-                    if jobs or self.stopping:
-                        continue  # one came in meanwhile
-                    self.awake -= 1
-                    self.parked.append(parking)
-                parking.lock.acquire()  # until a waker (or shutdown) releases it
+                if self._park(parking):
+                    parking.lock.acquire()  # until a waker (or shutdown) releases it
                 continue
             result = job.run_on_thread()
             done.append((job, result))
