@@ -36,6 +36,7 @@ COMPILED = [
     "src/pronghorn/workers/gthread.py",
     "src/pronghorn/workers/http_connection.py",
     "src/pronghorn/workers/loop_io.py",
+    "src/pronghorn/workers/worker_loop.py",
 ]
 
 

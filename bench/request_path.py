@@ -91,7 +91,7 @@ def build(ours: socket.socket) -> tuple[ThreadWorker, HttpConnection]:
     worker.wsgi = app
     worker.cycle = RequestCycle(app, CycleSettings(cfg), worker.log, worker.cycle_hooks())
     worker.prepare(_Loop())  # type: ignore[arg-type]
-    conn = HttpConnection(worker, _Listener(), ("127.0.0.1", 5555), ours.fileno())  # type: ignore[arg-type]
+    conn = HttpConnection(worker.worker_loop, _Listener(), ("127.0.0.1", 5555), ours.fileno())  # type: ignore[arg-type]
     conn.connection_made(_Transport(ours))  # type: ignore[arg-type]
     return worker, conn
 
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     def run(count: int) -> None:
         for _ in range(count):
             conn.data_received(request)
-            worker._flush_held()
+            worker.worker_loop.flush_held()
             try:
                 while theirs.recv_into(scratch):
                     pass

@@ -1,7 +1,7 @@
 """The event-loop worker's connection protocol against a fake transport and a fake host (no sockets).
 
-The host runs requests inline, or "on the pool" by running the step at once and handing the result
-back as the loop would; the transport records what is written and plays the flow control a real
+The host is a real ``WorkerLoop`` on a fake loop; its fake pool runs a step on the loop's next pass and
+hands the outcome back as the real pool would; the transport records what is written and plays the flow control a real
 transport does (``pause_writing`` past a high-water mark, ``resume_writing`` when the client reads).
 """
 
@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from pronghorn.apps.cycle import CycleHooks, CycleSettings, Exchange, RequestCycle
+from pronghorn.apps.cycle import CycleHooks, CycleSettings, RequestCycle
 from pronghorn.config import Config
 from pronghorn.workers import loop_io
-from pronghorn.workers.http_connection import HttpConnection, LoopSettings
+from pronghorn.workers.http_connection import HttpConnection
+from pronghorn.workers.worker_loop import WorkerLoop
 
 HIGH_WATER = 1000  # the fake transport's
 
@@ -87,58 +88,60 @@ class FakeTransport:
         return data
 
 
-class FakeHost:
-    def __init__(self, app: Callable[..., Any], *, threads: int = 1, **settings: Any) -> None:
-        cfg = Config()
-        cfg.set("threads", threads)
-        for name, value in settings.items():
-            cfg.set(name, value)
-        self.loop = FakeLoop()
-        self.settings = LoopSettings(cfg)
-        self.log = logging.getLogger("test-connection")
-        self.request_cycle = RequestCycle(app, CycleSettings(cfg), self.log, CycleHooks())
-        self.accepting_requests = True
-        self.open: set[HttpConnection] = set()
-        self.busy = 0
+class FakeWorker:
+    """The worker process as its WorkerLoop sees it."""
+
+    def __init__(self) -> None:
+        self.alive = True
         self.finished = 0
 
-    def opened(self, conn: HttpConnection) -> None:
-        self.open.add(conn)
+    def request_finished(self) -> None:
+        self.finished += 1
 
-    def closed(self, conn: HttpConnection) -> None:
-        self.open.discard(conn)
-
-    def hold(self, conn: HttpConnection) -> None:
-        self.loop.call_soon(conn.flush)
-
-    def run_inline(self, exchange: Exchange, started: float) -> bool:
-        return exchange.step()
-
-    def submit(self, conn: HttpConnection) -> None:
-        # As the pool would, later: the step on "a thread", then its outcome on the loop.
-        self.loop.call_soon(lambda: conn.finished_on_loop(conn.run_on_thread()))
-
-    def back_from_thread(self) -> None:
+    def connection_closed(self) -> None:
         pass
 
-    def request_started(self) -> None:
-        self.busy += 1
 
-    def request_finished(self) -> None:
-        self.busy -= 1
-        self.finished += 1
+class FakePool:
+    """Runs a job "on a thread" on the loop's next pass, then hands its outcome back as the pool does."""
+
+    def __init__(self, loop: FakeLoop) -> None:
+        self.loop = loop
+
+    def submit(self, job: Any) -> None:
+        self.loop.call_soon(lambda: job.finished_on_loop(job.run_on_thread()))
+
+
+def make_host(app: Callable[..., Any], threads: int) -> tuple[WorkerLoop, FakeWorker, FakeLoop]:
+    cfg = Config()
+    cfg.set("threads", threads)
+    loop = FakeLoop()
+    log = logging.getLogger("test-connection")
+    worker = FakeWorker()
+    cycle = RequestCycle(app, CycleSettings(cfg), log, CycleHooks())
+    host = WorkerLoop(loop, cycle, log, cfg, worker, FakePool(loop) if threads > 1 else None)  # type: ignore[arg-type]
+    return host, worker, loop
 
 
 class _Listener:
     server_name = ("127.0.0.1", 8000)
 
 
-def connect(app: Callable[..., Any], **settings: Any) -> tuple[HttpConnection, FakeTransport, FakeHost]:
-    host = FakeHost(app, **settings)
-    conn = HttpConnection(host, _Listener(), ("127.0.0.1", 40000), -1)  # type: ignore[arg-type]
-    transport = FakeTransport(conn)
-    conn.connection_made(transport)  # type: ignore[arg-type]
-    return conn, transport, host
+class Connected:
+    def __init__(self, app: Callable[..., Any], threads: int) -> None:
+        self.host, self.worker, self.loop = make_host(app, threads)
+        self.conn = HttpConnection(self.host, _Listener(), ("127.0.0.1", 40000), -1)  # type: ignore[arg-type]
+        self.transport = FakeTransport(self.conn)
+        self.conn.connection_made(self.transport)  # type: ignore[arg-type]
+
+    @property
+    def in_cycle(self) -> bool:
+        return self.conn.busy
+
+
+def connect(app: Callable[..., Any], threads: int = 1) -> tuple[HttpConnection, FakeTransport, Connected]:
+    connected = Connected(app, threads)
+    return connected.conn, connected.transport, connected
 
 
 def hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -158,7 +161,7 @@ def test_pipelined_requests_are_answered_in_order_on_one_connection(threads: int
     data = transport.client_reads()
     assert data.count(b"HTTP/1.1 200 OK") == 3
     assert data.index(b"/a...") < data.index(b"/b...") < data.index(b"/c...")
-    assert host.finished == 3 and host.busy == 0 and not transport.closed
+    assert host.worker.finished == 3 and not host.in_cycle and not transport.closed
 
 
 class Recorded:
@@ -221,14 +224,14 @@ def test_a_client_that_does_not_read_parks_the_response(threads: int) -> None:
     host.loop.run_pending()
     bound = HIGH_WATER if threads == 1 else loop_io.HIGH_WATER
     assert body.pulled <= bound // size + 2 and len(transport.buffer) <= bound + size + 200  # one item past the mark
-    assert conn.parked and host.busy == 1
+    assert conn.parked and host.in_cycle
     reads = 0
     while body.closed == 0 and reads < 50:
         transport.client_reads()
         host.loop.run_pending()
         reads += 1
     transport.client_reads()
-    assert body.pulled == 20 and body.closed == 1 and host.busy == 0
+    assert body.pulled == 20 and body.closed == 1 and not host.in_cycle
     assert transport.received.count(b"x" * size) == 20 and transport.received.endswith(b"0\r\n\r\n")
 
 
@@ -241,8 +244,8 @@ def test_a_client_gone_while_parked_ends_the_response_once(threads: int) -> None
     assert conn.parked
     conn.connection_lost(ConnectionResetError())
     host.loop.run_pending()
-    assert body.closed == 1 and body.pulled < 20 and host.busy == 0 and host.finished == 1
-    assert conn not in host.open
+    assert body.closed == 1 and body.pulled < 20 and not host.in_cycle and host.worker.finished == 1
+    assert conn not in host.host.connections
 
 
 def test_expect_100_continue_is_answered_before_the_body_arrives() -> None:
@@ -267,7 +270,7 @@ def test_a_malformed_request_is_answered_once_and_closed() -> None:
     host.loop.run_pending()
     data = transport.client_reads()
     assert data.startswith(b"HTTP/1.1 400 ") and data.count(b"HTTP/1.1") == 1
-    assert transport.closed and host.finished == 0
+    assert transport.closed and host.worker.finished == 0
 
 
 def test_reading_pauses_while_a_request_runs_and_much_is_buffered() -> None:

@@ -201,7 +201,7 @@ class Exchange:
 
     __slots__ = (
         "cycle", "head", "client", "response", "stream", "url_scheme", "forwarded", "req", "environ",
-        "started", "result", "iterator", "called", "done",
+        "started", "result", "iterator", "called", "sent_file", "done",
     )
 
     def __init__(
@@ -230,6 +230,7 @@ class Exchange:
         self.result: Any = None
         self.iterator: Iterator[bytes] | None = None
         self.called = False  # the app has been called
+        self.sent_file = False  # the body is a file the sink sends (step() waits for it before close())
         self.done = False
 
     def step(self) -> bool:
@@ -252,7 +253,7 @@ class Exchange:
                         response.write(chunk)  # type: ignore[arg-type]
                 else:
                     return False
-            elif not sink.ready():  # a file still being sent: its close() waits for that
+            elif self.sent_file and not sink.ready():  # the file is still being sent: close() waits
                 return False
             response.finish()
         # One name per handler: compiled (mypyc), a name keeps the type of its first handler.
@@ -311,7 +312,8 @@ class Exchange:
         environ["wsgi.early_hints"] = response.early_hints
         result = self.result = cycle.app(environ, response.start_response)
         if cycle.settings.sendfile and isinstance(result, FileWrapper) and response.send_file(result):
-            return  # the sink sends the file; step() waits for it before close()
+            self.sent_file = True
+            return
         if not response.write_whole(result):
             self.iterator = iter(result)
 

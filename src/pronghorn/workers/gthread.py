@@ -25,23 +25,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
 import sys
 import time
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pronghorn.apps.cycle import Exchange, RequestTimedOut, WorkerAborted
-from pronghorn.http import error_response
-from pronghorn.net.listeners import Listener
-from pronghorn.workers.admission import Admission, FreshClaim
+from pronghorn.apps.cycle import WorkerAborted
+from pronghorn.workers.admission import Admission
 from pronghorn.workers.app_threads import AppThreads
 from pronghorn.workers.base import Worker
-from pronghorn.workers.http_connection import STOP_LINGER, HttpConnection, LoopSettings
-
-if TYPE_CHECKING:
-    from pronghorn.apps.cycle import RequestCycle
+from pronghorn.workers.http_connection import STOP_LINGER
+from pronghorn.workers.worker_loop import WorkerLoop
 
 TICK = 0.5  # seconds between deadline checks: a deadline is enforced at most this late
 
@@ -61,7 +55,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 class ThreadWorker(Worker):
-    """Gunicorn's ``gthread`` name, on an event loop. It is the ``ConnectionHost`` of its connections."""
+    """Gunicorn's ``gthread`` name, on an event loop; ``WorkerLoop`` is what its connections see."""
 
     def run(self) -> None:
         self.prepare(new_event_loop())
@@ -81,122 +75,34 @@ class ThreadWorker(Worker):
 
     def prepare(self, loop: asyncio.AbstractEventLoop) -> None:
         """The worker's state in the child (the object itself was made in the master); no I/O yet."""
+        assert self.cycle is not None
         self.loop = loop
-        self.settings = LoopSettings(self.cfg)
-        self.pool = AppThreads(self.settings.threads, "pronghorn-app", self.loop) if self.settings.threads > 1 else None
-        self.connections: set[HttpConnection] = set()
-        self.held: list[HttpConnection] = []  # connections holding responses until the loop's pass ends
-        self.busy = 0  # requests in the request cycle
-        self.on_threads = 0  # requests whose step runs on a pool thread
-        self.running_inline: Exchange | None = None  # the request the loop's own thread is running
+        threads = max(1, self.cfg.threads)
+        self.pool = AppThreads(threads, "pronghorn-app", loop) if threads > 1 else None
+        self.worker_loop = WorkerLoop(loop, self.cycle, self.log, self.cfg, self, self.pool)
         self.stopping_since = 0.0
         self.exit_code = 0
-        seat = self.board_seat if self.cfg.workers > 1 else None
         self.admission = Admission(
-            self.loop,
+            loop,
             self.sockets,
-            self._accepted,
+            self.worker_loop.accepted,
             max_connections=self.cfg.worker_connections,
-            threads=self.settings.threads,
-            seat=seat,
+            threads=threads,
+            seat=self.board_seat if self.cfg.workers > 1 else None,
             log=self.log,
         )
+        self.worker_loop.admission = self.admission
 
-    # --- ConnectionHost ---
-
-    @property
-    def request_cycle(self) -> RequestCycle:
-        assert self.cycle is not None
-        return self.cycle
-
-    @property
-    def accepting_requests(self) -> bool:
-        return self.alive
-
-    def opened(self, conn: HttpConnection) -> None:
-        self.connections.add(conn)
-
-    def closed(self, conn: HttpConnection) -> None:
-        self.connections.discard(conn)
-        self.admission.released()
-        if not self.alive and not self.connections and not self.admission.open:
-            self.loop.stop()
-
-    def hold(self, conn: HttpConnection) -> None:
-        """A connection holds a response: flush it once the loop has handled every ready one."""
-        self.held.append(conn)
-        if len(self.held) == 1:
-            self.loop.call_soon(self._flush_held)
-
-    def _flush_held(self) -> None:
-        held, self.held = self.held, []
-        for conn in held:
-            conn.flush()
-
-    def request_started(self) -> None:
-        self.busy += 1
+    # --- WorkerHooks ---
 
     def request_finished(self) -> None:
-        self.busy -= 1
         self.handled_request()
         if not self.alive:
             self._stop_step(time.monotonic())
 
-    def submit(self, conn: HttpConnection) -> None:
-        assert self.pool is not None
-        self.on_threads += 1
-        self.admission.set_in_use(self.on_threads)
-        self.pool.submit(conn)
-
-    def back_from_thread(self) -> None:
-        self.on_threads -= 1
-        self.admission.set_in_use(self.on_threads)
-
-    def run_inline(self, exchange: Exchange, started: float) -> bool:
-        """One step of a request on the loop thread; ``request_timeout`` interrupts it with SIGALRM."""
-        self.admission.set_in_use(1)
-        self.running_inline = exchange
-        limit = self.settings.request_timeout
-        if limit:
-            previous = signal.signal(signal.SIGALRM, self._request_timed_out)
-            signal.setitimer(signal.ITIMER_REAL, max(0.001, limit - (time.monotonic() - started)))
-        try:
-            return exchange.step()
-        except (RequestTimedOut, WorkerAborted):  # raised outside the app (a hook, the access log)
-            exchange.response.failed = True
-            exchange.finalise()
-            return True
-        finally:
-            if limit:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, previous)
-            self.running_inline = None
-            self.admission.set_in_use(0)
-            if self.exit_code:
-                self.loop.call_soon(self._leave_after_abort)
-
-    def _request_timed_out(self, signum: int, frame: FrameType | None) -> None:
-        if self.running_inline is None:
-            return
-        # The application's state may be inconsistent after the interruption: recycle the worker.
-        if self.alive:
-            self.log.info("Autorestarting worker after a request timeout.")
-            self.alive = False
-        raise RequestTimedOut(f"Request timed out after {self.cfg.request_timeout}s")
-
-    # --- accepting ---
-
-    def _accepted(self, listener: Listener, sock: socket.socket, addr: Any, claim: FreshClaim) -> None:
-        self.loop.create_task(self._connect(listener, sock, addr, claim))
-
-    async def _connect(self, listener: Listener, sock: socket.socket, addr: Any, claim: FreshClaim) -> None:
-        fileno = sock.fileno()
-        try:
-            await self.loop.connect_accepted_socket(lambda: HttpConnection(self, listener, addr, fileno, claim), sock)
-        except OSError:
-            sock.close()
-            claim.settle()
-            self.admission.released()
+    def connection_closed(self) -> None:
+        if not self.alive and not self.worker_loop.connections and not self.admission.open:
+            self.loop.stop()
 
     # --- the tick: heartbeat, deadlines, shutdown ---
 
@@ -208,41 +114,8 @@ class ThreadWorker(Worker):
             self.draining = False
         if not self.alive:
             self._stop_step(now)
-        request_timeout = self.settings.request_timeout
-        for conn in list(self.connections):
-            if conn.running:
-                if request_timeout and now - conn.started > request_timeout:
-                    self._cut_short(conn)
-            elif now > conn.deadline:
-                if conn.parked:
-                    self.log.debug("Client %s stopped reading its response; closing", conn.peer)
-                    conn.abort()
-                    continue
-                if conn.head is not None and not conn.busy:
-                    # RFC 9110 section 15.5.9: the request was not completed in time.
-                    conn.write_raw(error_response(408, "Request Timeout", "The request body was not received in time."))
-                conn.close()
+        self.worker_loop.check_deadlines(now)
         self.loop.call_later(TICK, self._tick)
-
-    def _cut_short(self, conn: HttpConnection) -> None:
-        """A request on a pool thread ran past ``request_timeout``: answer 504 if nothing was sent."""
-        exchange = conn.exchange
-        head = conn.head
-        self.log.error(
-            "Request timed out after %ss: %s %s", self.cfg.request_timeout,
-            head.method.decode("ascii") if head else "-", head.path.decode("latin-1") if head else "-",
-        )
-        conn.running = False  # logged once; the thread's outcome is ignored when it comes back
-        if conn.sink is not None and conn.sink.take_over() and exchange is not None:
-            exchange.response.failed = True
-            conn.write_raw(error_response(504, "Gateway Timeout", "The application did not answer in time."))
-            conn.close()
-        else:
-            conn.abort()
-        # The thread cannot be stopped; recycle the worker once the others are done.
-        if self.alive:
-            self.log.info("Autorestarting worker after a request timeout.")
-            self.alive = False
 
     def _stop_step(self, now: float) -> None:
         if not self.stopping_since:
@@ -253,10 +126,11 @@ class ThreadWorker(Worker):
         # Idle keep-alive connections are not cut at once: a request already on its way would be
         # lost. Each is answered with "Connection: close" if a request comes, or closed when its
         # keep-alive deadline passes (at most ``keepalive`` seconds).
-        for conn in list(self.connections):
+        connections = self.worker_loop.connections
+        for conn in list(connections):
             if conn.idle and conn.deadline > now + STOP_LINGER:
                 conn.deadline = now + STOP_LINGER
-        finished = not self.connections and not self.admission.open
+        finished = not connections and not self.admission.open
         if finished or now - self.stopping_since > self.cfg.graceful_timeout:
             self.loop.stop()
 
@@ -304,17 +178,11 @@ class ThreadWorker(Worker):
         self.alive = False
         self.exit_code = 1
         self.call_hook("worker_abort", self)
-        if self.running_inline is not None:
-            raise WorkerAborted()
-        loop.call_soon(self._leave_after_abort)
-
-    def _leave_after_abort(self) -> None:
-        for conn in list(self.connections):
-            if conn.running and conn.sink is not None and conn.sink.take_over():
-                self.log.error("Worker timed out (aborted by the master): request from %s not answered in time", conn.peer)
-                conn.write_raw(error_response(500, "Internal Server Error", "The application did not answer in time."))
-            conn.close()
-        self.loop.call_soon(self.loop.stop)  # after this pass, so what was just written is flushed
+        worker_loop = self.worker_loop
+        worker_loop.aborting = True
+        if worker_loop.running_inline is not None:
+            raise WorkerAborted()  # answered 500 by the request cycle; the loop then leaves
+        loop.call_soon(worker_loop.leave_after_abort)
 
     def handle_exit(self, signum: int, frame: FrameType | None) -> None:
         super().handle_exit(signum, frame)

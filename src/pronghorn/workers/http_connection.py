@@ -5,15 +5,15 @@ to a temporary file), starts the request cycle's ``Exchange`` for a complete req
 host run it (inline, or on a pool thread), parks the response while the client does not take what
 was written, and then keeps the connection alive for the next request or closes it.
 
-It knows its worker only through ``ConnectionHost``, so it can be driven by a fake host and a fake
-transport in unit tests.
+It knows its worker through the worker's ``WorkerLoop``; unit tests drive it with a real
+``WorkerLoop`` on a fake loop, a fake transport and a fake pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pronghorn.apps.wsgi import NO_BODY, BytesBody, ClientDisconnected
 from pronghorn.http import (
@@ -31,61 +31,11 @@ from pronghorn.workers.admission import SETTLED, FreshClaim
 from pronghorn.workers.loop_io import SPILL_THRESHOLD, LoopOutput, SpooledBody, ThreadSink
 
 if TYPE_CHECKING:
-    from pronghorn.apps.cycle import Exchange, RequestCycle
+    from pronghorn.apps.cycle import Exchange
+    from pronghorn.workers.worker_loop import WorkerLoop
 
 READ_PAUSE_BYTES = 256 * 1024  # stop reading a connection whose unprocessed bytes pass this
 STOP_LINGER = 2.0  # how long an idle keep-alive connection is kept once the worker is stopping
-
-
-class LoopSettings:
-    """The settings a connection reads, taken from the configuration once per worker."""
-
-    __slots__ = ("header_timeout", "keepalive", "request_timeout", "stall_timeout", "tmp_upload_dir", "threads")
-
-    def __init__(self, cfg: Any) -> None:
-        self.header_timeout = float(cfg.header_timeout)
-        self.keepalive = float(cfg.keepalive)
-        self.request_timeout = float(cfg.request_timeout or 0)
-        # A response the client takes nothing of for this long is dropped (the sync worker's socket
-        # timeout, and Gunicorn's): the worker's ``timeout``; 0 waits for ever.
-        self.stall_timeout = float(cfg.timeout)
-        self.tmp_upload_dir: str | None = cfg.tmp_upload_dir
-        self.threads = max(1, int(cfg.threads))
-
-
-class ConnectionHost(Protocol):
-    """What a connection needs from its worker."""
-
-    loop: asyncio.AbstractEventLoop
-    settings: LoopSettings
-    log: Any
-
-    @property
-    def request_cycle(self) -> RequestCycle: ...
-
-    @property
-    def accepting_requests(self) -> bool:
-        """False once the worker is stopping: responses then say ``Connection: close``."""
-
-    def opened(self, conn: HttpConnection) -> None: ...
-
-    def closed(self, conn: HttpConnection) -> None: ...
-
-    def hold(self, conn: HttpConnection) -> None:
-        """Call ``conn.flush()`` once the loop has handled every connection that was ready."""
-
-    def run_inline(self, exchange: Exchange, started: float) -> bool:
-        """Run one step of ``exchange`` on the loop's thread; True once it is complete."""
-
-    def submit(self, conn: HttpConnection) -> None:
-        """Run ``conn.run_on_thread()`` on a pool thread, then ``conn.finished_on_loop()``."""
-
-    def back_from_thread(self) -> None:
-        """A step submitted to the pool has returned."""
-
-    def request_started(self) -> None: ...
-
-    def request_finished(self) -> None: ...
 
 
 class HttpConnection(asyncio.Protocol):
@@ -97,7 +47,7 @@ class HttpConnection(asyncio.Protocol):
         "sink", "busy", "running", "parked", "closing", "reading_paused", "deadline", "started", "parked_since", "claim",
     )
 
-    def __init__(self, host: ConnectionHost, listener: Listener, peer: Any, fileno: int, claim: FreshClaim = SETTLED) -> None:
+    def __init__(self, host: WorkerLoop, listener: Listener, peer: Any, fileno: int, claim: FreshClaim = SETTLED) -> None:
         self.host = host
         self.listener = listener
         self.fileno = fileno
@@ -106,8 +56,7 @@ class HttpConnection(asyncio.Protocol):
             self.peer = peer if len(peer) == 2 else (peer[0], peer[1])  # IPv6 addresses come with 4 items
         else:
             self.peer = peer or None
-        settings = host.settings
-        self.client = host.request_cycle.connection(self.peer, listener.server_name, multithread=settings.threads > 1)
+        self.client = host.cycle.connection(self.peer, listener.server_name, multithread=host.threads > 1)
         self.parser = RequestParser(self.client.limits)
         self.transport: asyncio.Transport | None = None
         self.output: LoopOutput | None = None
@@ -120,7 +69,7 @@ class HttpConnection(asyncio.Protocol):
         self.parked = False  # its response waits for the client to take what was written
         self.closing = False
         self.reading_paused = False
-        self.deadline = time.monotonic() + settings.header_timeout
+        self.deadline = time.monotonic() + host.header_timeout
         self.started = 0.0  # when the running request was dispatched (moved on by the time it was parked)
         self.parked_since = 0.0
         self.claim = claim  # on an app thread, until the first request runs (see ``Admission``)
@@ -204,9 +153,9 @@ class HttpConnection(asyncio.Protocol):
             event_type = type(event)
             if event_type is BodyData:
                 if not isinstance(self.body, SpooledBody):
-                    self.body = SpooledBody(host.settings.tmp_upload_dir)
+                    self.body = SpooledBody(host.tmp_upload_dir)
                 self.body.write(event.data)  # type: ignore[union-attr]
-                self.deadline = time.monotonic() + host.settings.header_timeout
+                self.deadline = time.monotonic() + host.header_timeout
             elif event_type is RequestHead:
                 self.head = event  # type: ignore[assignment]
                 if event.expect_continue:  # type: ignore[union-attr]
@@ -221,7 +170,7 @@ class HttpConnection(asyncio.Protocol):
                     if not self.dispatch():
                         return
                     continue
-                self.deadline = time.monotonic() + host.settings.header_timeout
+                self.deadline = time.monotonic() + host.header_timeout
             elif event_type is EndOfMessage:
                 if not self.dispatch():
                     return
@@ -246,15 +195,14 @@ class HttpConnection(asyncio.Protocol):
         if head.expect_continue:
             # The loop sent 100 Continue when the head arrived; the app's first read must not repeat it.
             head = head._replace(expect_continue=False)
-        pooled = host.settings.threads > 1
-        sink = ThreadSink(host.loop, self.output, host.settings.stall_timeout) if pooled else None
+        sink = ThreadSink(host.loop, self.output, host.stall_timeout) if host.threads > 1 else None
         try:
-            self.exchange = host.request_cycle.start(
+            self.exchange = host.cycle.start(
                 head,
                 self.body or NO_BODY,
                 sink if sink is not None else self.output,
                 self.client,
-                keep_alive=host.settings.keepalive > 0 and host.accepting_requests,
+                keep_alive=host.keepalive > 0 and self.host.alive,
             )
         except ProtocolError as exc:  # refused before the app ran (contradictory proxy headers)
             self.refuse(exc)
@@ -263,11 +211,10 @@ class HttpConnection(asyncio.Protocol):
         self.busy = True
         self.started = time.monotonic()
         self.claim.settle()
-        host.request_started()
         if sink is None:
             return self.run_inline()
         self.running = True
-        host.submit(self)
+        self.host.submit(self)
         return False
 
     def run_inline(self) -> bool:
@@ -307,7 +254,7 @@ class HttpConnection(asyncio.Protocol):
         self.parked = True
         now = time.monotonic()
         self.parked_since = now
-        stall = self.host.settings.stall_timeout
+        stall = self.host.stall_timeout
         self.deadline = now + stall if stall else float("inf")
         output = self.output
         sink = self.sink
@@ -351,8 +298,8 @@ class HttpConnection(asyncio.Protocol):
             return False
         self.parser.start_next_request()
         # A stopping worker still answers a request already on its way (with "Connection: close").
-        keepalive = host.settings.keepalive
-        self.deadline = time.monotonic() + (keepalive if host.accepting_requests else min(keepalive, STOP_LINGER))
+        keepalive = self.host.keepalive
+        self.deadline = time.monotonic() + (keepalive if host.alive else min(keepalive, STOP_LINGER))
         if self.reading_paused:
             self.reading_paused = False
             self.transport.resume_reading()

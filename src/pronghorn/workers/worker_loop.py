@@ -1,0 +1,213 @@
+"""The event-loop side of a gthread worker: what its connections share and ask of it.
+
+``ThreadWorker`` (a ``Worker``: signals, heartbeat, the process's life) builds one ``WorkerLoop`` in
+the child. The loop's hot path lives here, in a compiled class, so that a request's calls between
+the connection and its worker are native: running a request inline or handing it to the pool,
+holding whole responses to the end of the loop's pass, the deadlines the tick enforces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import time
+from types import FrameType
+from typing import Any, Protocol
+
+from pronghorn.apps.cycle import Exchange, RequestCycle, RequestTimedOut, WorkerAborted
+from pronghorn.http import error_response
+from pronghorn.net.listeners import Listener
+from pronghorn.workers.admission import Admission, FreshClaim
+from pronghorn.workers.app_threads import PoolJob
+from pronghorn.workers.http_connection import HttpConnection
+
+
+class WorkerHooks(Protocol):
+    """What the loop tells its worker process."""
+
+    alive: bool  # False once the worker is stopping: responses then say ``Connection: close``
+
+    def request_finished(self) -> None:
+        """Count it (``max_requests``, ``max_worker_memory``)."""
+
+    def connection_closed(self) -> None:
+        """A stopping worker may be done."""
+
+
+class JobPool(Protocol):
+    def submit(self, job: PoolJob) -> None: ...
+
+
+class WorkerLoop:
+    """Shared by every connection of one worker (see the module doc)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        cycle: RequestCycle,
+        log: Any,
+        cfg: Any,
+        worker: WorkerHooks,
+        pool: JobPool | None = None,
+    ) -> None:
+        self.loop = loop
+        self.cycle = cycle
+        self.log = log
+        self.worker = worker
+        self.pool = pool
+        self.admission: Admission | None = None  # set once made (it calls back into ``accepted``)
+        self.header_timeout = float(cfg.header_timeout)
+        self.keepalive = float(cfg.keepalive)
+        self.request_timeout = float(cfg.request_timeout or 0)
+        # A response the client takes nothing of for this long is dropped (the sync worker's socket
+        # timeout, and Gunicorn's): the worker's ``timeout``; 0 waits for ever.
+        self.stall_timeout = float(cfg.timeout)
+        self.tmp_upload_dir: str | None = cfg.tmp_upload_dir
+        self.threads = max(1, int(cfg.threads))
+        self.connections: set[HttpConnection] = set()
+        self.held: list[HttpConnection] = []  # connections holding responses until the loop's pass ends
+        self.on_threads = 0  # requests whose step runs on a pool thread
+        self.running_inline: Exchange | None = None  # the request the loop's own thread is running
+        self.aborting = False  # the master aborted the worker: leave once the running request is answered
+
+    @property
+    def alive(self) -> bool:
+        return self.worker.alive
+
+    # --- connections ---
+
+    def accepted(self, listener: Listener, sock: socket.socket, addr: Any, claim: FreshClaim) -> None:
+        self.loop.create_task(self._connect(listener, sock, addr, claim))
+
+    async def _connect(self, listener: Listener, sock: socket.socket, addr: Any, claim: FreshClaim) -> None:
+        fileno = sock.fileno()
+        try:
+            await self.loop.connect_accepted_socket(lambda: HttpConnection(self, listener, addr, fileno, claim), sock)
+        except OSError:
+            sock.close()
+            claim.settle()
+            if self.admission is not None:
+                self.admission.released()
+
+    def opened(self, conn: HttpConnection) -> None:
+        self.connections.add(conn)
+
+    def closed(self, conn: HttpConnection) -> None:
+        self.connections.discard(conn)
+        if self.admission is not None:
+            self.admission.released()
+        self.worker.connection_closed()
+
+    def hold(self, conn: HttpConnection) -> None:
+        """A connection holds a response: flush it once the loop has handled every ready one."""
+        self.held.append(conn)
+        if len(self.held) == 1:
+            self.loop.call_soon(self.flush_held)
+
+    def flush_held(self) -> None:
+        held, self.held = self.held, []
+        for conn in held:
+            conn.flush()
+
+    def request_finished(self) -> None:
+        self.worker.request_finished()
+
+    # --- running requests ---
+
+    def submit(self, conn: HttpConnection) -> None:
+        """Run one step of the connection's request on a pool thread."""
+        assert self.pool is not None
+        self.on_threads += 1
+        if self.admission is not None:
+            self.admission.set_in_use(self.on_threads)
+        self.pool.submit(conn)
+
+    def back_from_thread(self) -> None:
+        self.on_threads -= 1
+        if self.admission is not None:
+            self.admission.set_in_use(self.on_threads)
+
+    def run_inline(self, exchange: Exchange, started: float) -> bool:
+        """One step of a request on the loop thread; ``request_timeout`` interrupts it with SIGALRM."""
+        admission = self.admission
+        if admission is not None:
+            admission.set_in_use(1)
+        self.running_inline = exchange
+        limit = self.request_timeout
+        previous: Any = None
+        if limit:
+            previous = signal.signal(signal.SIGALRM, self._request_timed_out)
+            signal.setitimer(signal.ITIMER_REAL, max(0.001, limit - (time.monotonic() - started)))
+        try:
+            return exchange.step()
+        except (RequestTimedOut, WorkerAborted):  # raised outside the app (a hook, the access log)
+            exchange.response.failed = True
+            exchange.finalise()
+            return True
+        finally:
+            if limit:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+            self.running_inline = None
+            if admission is not None:
+                admission.set_in_use(0)
+            if self.aborting:
+                self.loop.call_soon(self.leave_after_abort)
+
+    def _request_timed_out(self, signum: int, frame: FrameType | None) -> None:
+        if self.running_inline is None:
+            return
+        # The application's state may be inconsistent after the interruption: recycle the worker.
+        self._recycle_after_timeout()
+        raise RequestTimedOut(f"Request timed out after {self.request_timeout:g}s")
+
+    def _recycle_after_timeout(self) -> None:
+        if self.worker.alive:
+            self.log.info("Autorestarting worker after a request timeout.")
+            self.worker.alive = False
+
+    def leave_after_abort(self) -> None:
+        """After the master's abort: answer 500 what pool threads have not answered, close, stop."""
+        for conn in list(self.connections):
+            if conn.running and conn.sink is not None and conn.sink.take_over():
+                self.log.error("Worker timed out (aborted by the master): request from %s not answered in time", conn.peer)
+                conn.write_raw(error_response(500, "Internal Server Error", "The application did not answer in time."))
+            conn.close()
+        self.loop.call_soon(self.loop.stop)  # after this pass, so what was just written is flushed
+
+    # --- deadlines (the worker's tick) ---
+
+    def check_deadlines(self, now: float) -> None:
+        request_timeout = self.request_timeout
+        for conn in list(self.connections):
+            if conn.running:
+                if request_timeout and now - conn.started > request_timeout:
+                    self._cut_short(conn)
+            elif now > conn.deadline:
+                if conn.parked:
+                    self.log.debug("Client %s stopped reading its response; closing", conn.peer)
+                    conn.abort()
+                    continue
+                if conn.head is not None and not conn.busy:
+                    # RFC 9110 section 15.5.9: the request was not completed in time.
+                    conn.write_raw(error_response(408, "Request Timeout", "The request body was not received in time."))
+                conn.close()
+
+    def _cut_short(self, conn: HttpConnection) -> None:
+        """A request on a pool thread ran past ``request_timeout``: answer 504 if nothing was sent."""
+        exchange = conn.exchange
+        head = conn.head
+        self.log.error(
+            "Request timed out after %ss: %s %s", f"{self.request_timeout:g}",
+            head.method.decode("ascii") if head else "-", head.path.decode("latin-1") if head else "-",
+        )
+        conn.running = False  # logged once; the thread's outcome is ignored when it comes back
+        if conn.sink is not None and conn.sink.take_over() and exchange is not None:
+            exchange.response.failed = True
+            conn.write_raw(error_response(504, "Gateway Timeout", "The application did not answer in time."))
+            conn.close()
+        else:
+            conn.abort()
+        # The thread cannot be stopped; recycle the worker once the others are done.
+        self._recycle_after_timeout()
