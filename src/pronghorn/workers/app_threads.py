@@ -9,9 +9,10 @@ than a hello-world request itself. So the pool wakes threads sparingly:
   requests read in one pass of the loop is run by one thread, one after the other, at the cost of
   one wake-up, and the loop collects the answers at the cost of one more.
 * A thread blocked in the app (waiting on a database, sleeping) must not hold up the jobs behind it,
-  so while jobs wait, a check every ``WAKE_INTERVAL`` wakes one more thread, up to ``count``. Apps
-  that block therefore get all their threads within a few milliseconds of a burst, and apps that do
-  not are never split between threads contending for the GIL.
+  so while jobs wait, a check every ``WAKE_INTERVAL`` wakes one more thread (up to ``count``) if no
+  job finished since the last check: the awake threads are all blocked. Apps that block get all
+  their threads within a few milliseconds of a burst; apps that do not are run by as few threads as
+  keep up, instead of several contending for the GIL.
 * A finished job goes on a done queue; a thread wakes the loop only if no wake-up is already on its
   way, so one wake-up returns many finished jobs.
 """
@@ -58,6 +59,8 @@ class AppThreads:
         self.threads: list[threading.Thread] = []
         self.stopping = False
         self.check_scheduled = False
+        self.finished = 0  # jobs finished (by the threads; a lost increment only delays a wake-up)
+        self.finished_at_check = 0
         self.done: deque[tuple[PoolJob, bool]] = deque()
         self.wake_pending = False  # a call to _collect is already scheduled on the loop
 
@@ -68,17 +71,22 @@ class AppThreads:
         if self.awake == 0:
             self._wake_one()
         elif not self.check_scheduled and self.awake < self.count:
-            self.check_scheduled = True
-            self.loop.call_later(WAKE_INTERVAL, self._check_waiting)
+            self._schedule_check()
+
+    def _schedule_check(self) -> None:
+        self.check_scheduled = True
+        self.finished_at_check = self.finished
+        self.loop.call_later(WAKE_INTERVAL, self._check_waiting)
 
     def _check_waiting(self) -> None:
-        """Jobs still waiting: the awake threads may be blocked in the app, so wake one more."""
+        """Jobs still waiting and none finished meanwhile: the awake threads are blocked in the app."""
         self.check_scheduled = False
-        if self.jobs and not self.stopping:
+        if not self.jobs or self.stopping:
+            return
+        if self.finished == self.finished_at_check:
             self._wake_one()
-            if self.awake < self.count:
-                self.check_scheduled = True
-                self.loop.call_later(WAKE_INTERVAL, self._check_waiting)
+        if self.awake < self.count:
+            self._schedule_check()
 
     def _wake_one(self) -> None:
         with self.lock:
@@ -137,6 +145,7 @@ class AppThreads:
                     parking.lock.acquire()  # until a waker (or shutdown) releases it
                 continue
             result = job.run_on_thread()
+            self.finished += 1
             done.append((job, result))
             del job
             if not self.wake_pending:
