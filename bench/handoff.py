@@ -157,7 +157,10 @@ def table(rows: dict[int, tuple[Counts, int, float]], events: list[str]) -> str:
                                                        for t, role in columns) + " |",
              "| threads counted | " + " | ".join(str(int(rows[t][0][role].get("threads", 0))) for t, role in columns) + " |"]
     for name in [*events, "GIL hand-offs", "voluntary switches", "involuntary switches"]:
-        cells = [_cell(name, rows[t][0][role].get(name, 0.0) / max(rows[t][1], 1)) for t, role in columns]
+        values = [rows[t][0][role].get(name, 0.0) / max(rows[t][1], 1) for t, role in columns]
+        if not any(values):  # a system call nobody made
+            continue
+        cells = [_cell(name, value) for value in values]
         lines.append(f"| {LABELS.get(name, name.split(':')[-1])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

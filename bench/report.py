@@ -9,6 +9,7 @@ either ``error`` (the run failed) or the measurements ``rps``, ``p50_ms``, ``p90
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,8 @@ def _panel(ax: Any, results: list[Result], workloads: list[tuple[str, str]], slo
             ax.bar(x, height, width, color=colours[slot])
             ax.text(x, height, text, ha="center", va="bottom", fontsize=6)
     ax.axhline(1.0, color="#444", linewidth=0.8, linestyle="--")
-    ax.set_xticks(range(len(workloads)), [tick for _, tick in workloads], fontsize=8)
+    ax.set_xticks(range(len(workloads)), ["\n".join(textwrap.fill(line, 26) for line in tick.splitlines())
+                                          for _, tick in workloads], fontsize=8)
     return tallest
 
 

@@ -276,8 +276,9 @@ def combine_rounds(cell: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_matrix(loads: list[Workload], variants: list[Variant], servers: dict[str, Server],
-               args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every round of every cell, workloads outermost; each round rotates the order of the rows."""
+               args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every round of every cell, workloads outermost; each round rotates the order of the rows.
+    Returns the cells (rounds combined) and every run."""
     plan = [(workload, matrix_rows(workload, variants, servers)) for workload in loads]
     total = sum(len(rows) for _, rows in plan) * args.rounds
     runs: list[dict[str, Any]] = []
@@ -298,8 +299,9 @@ def run_matrix(loads: list[Workload], variants: list[Variant], servers: dict[str
                         print(f"{tag}: FAILED: {exc}", file=sys.stderr)
                     result["round"] = round_no + 1
                     runs.append(result)
-    return [combine_rounds([r for r in runs if r["workload"] == workload.name and r["variant"] == row.variant])
-            for workload, rows in plan for row in rows]
+    cells = [combine_rounds([r for r in runs if r["workload"] == workload.name and r["variant"] == row.variant])
+             for workload, rows in plan for row in rows]
+    return cells, runs
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -442,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         precompile(args.python)
     env = environment(found)
     started = time.monotonic()
-    results = run_matrix(loads, variants, servers, args)
+    results, runs = run_matrix(loads, variants, servers, args)
     env["wall_seconds"] = round(time.monotonic() - started, 1)
     env["load_after"] = [round(x, 2) for x in os.getloadavg()]
     slots = [(v.server, servers[v.server].label(servers[v.server].effective_threads(v.threads)) if v.server in servers
@@ -453,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"environment": env, "options": {k: v for k, v in vars(args).items()
                                                                               if k != "variant_list"},
-                                               "results": results, "targets": [c.as_json() for c in checks],
+                                               "results": results, "runs": runs,
+                                               "targets": [c.as_json() for c in checks],
                                                "notes": notes}, indent=2))
     if args.chart:
         placement = "unpinned" if args.unpinned else f"pinned {args.pin}"
