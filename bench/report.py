@@ -1,120 +1,90 @@
-"""Tables, target checks and the chart for ``bench/run.py``'s results.
+"""Tables and the chart for ``bench/run.py``'s results (the targets are in ``targets.py``).
 
-A result is a dict: ``workload``, ``server`` (name), ``label``, and either ``error`` (the run failed)
-or the measurements ``rps``, ``p50_ms``, ``p90_ms``, ``p99_ms``, ``errors``, ``rss_mib`` and, for the
-idle workload, ``idle`` (what the idle-connection helper reported).
+A result is one row of the matrix, a dict: ``workload``, ``server`` (name), ``threads``, ``variant``
+(``server-threads``), ``label``, ``slot`` (the index of the configured variant it stands for), and
+either ``error`` (the run failed) or the measurements ``rps``, ``p50_ms``, ``p90_ms``, ``p99_ms``,
+``errors``, ``rss_mib``, ``workers``, ``cpu_us_per_request``, ``cpu_share`` and, for the idle workload, ``idle`` (what the helper reported).
 """
 
 from __future__ import annotations
 
 import re
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from targets import REFERENCE, find
+
 Result = dict[str, Any]
 
-# (workload, peer, minimum pronghorn ÷ peer requests/s)
-RPS_TARGETS = [
-    ("hello", "gunicorn", 5.0),
-    ("hello", "granian", 1.0),
-    ("sleep", "granian", 0.95),
-    ("big", "granian", 1.0),
-    ("upload", "granian", 1.0),
-]
-DOCS_BEGIN = "<!-- bench:results:begin -->"
-DOCS_END = "<!-- bench:results:end -->"
-
-
-def _find(results: list[Result], workload: str, server: str) -> Result | None:
-    for r in results:
-        if r["workload"] == workload and r["server"] == server and "error" not in r:
-            return r
-    return None
-
-
-def ratio(results: list[Result], workload: str, server: str) -> float | None:
-    """pronghorn's requests/s divided by ``server``'s, for one workload."""
-    mine, theirs = _find(results, workload, "pronghorn"), _find(results, workload, server)
-    if not mine or not theirs or not theirs["rps"]:
-        return None
-    return float(mine["rps"] / theirs["rps"])
+DOCS_MARKERS = {"pinned": "bench:results", "unpinned": "bench:unpinned"}
 
 
 def _num(value: float, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def results_table(results: list[Result], descriptions: dict[str, str]) -> str:
-    rows = ["| workload | server | req/s | pronghorn ÷ server | p50 ms | p90 ms | p99 ms | errors | peak RSS/worker MiB |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in results:
-        workload = descriptions.get(r["workload"], r["workload"])
+def _rows(results: list[Result], workload: str) -> list[Result]:
+    return [r for r in results if r["workload"] == workload]
+
+
+def _references(results: list[Result], workload: str) -> list[Result]:
+    """The Granian rows of ``workload``, fewest threads first: what every row is divided by."""
+    return sorted((r for r in _rows(results, workload) if r["server"] == REFERENCE and "error" not in r),
+                  key=lambda r: r["threads"])
+
+
+def _ratio(value: float, reference: float) -> str:
+    return f"{value / reference:.2f}×" if reference else "—"
+
+
+def workload_table(results: list[Result], workload: str) -> str:
+    """One workload: a line per row with requests/s, its ratio to each Granian row, and latency."""
+    refs = _references(results, workload)
+    head = ["row", "req/s", *(f"÷ {REFERENCE} {r['threads']}t" for r in refs), "p50 ms", "p99 ms",
+            f"p99 ÷ {REFERENCE} (same threads)", "CPU µs/req", f"÷ {REFERENCE} (same threads)", "CPU",
+            "errors", "peak RSS/worker MiB"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for r in _rows(results, workload):
         if "error" in r:
-            rows.append(f"| {workload} | {r['label']} | failed: {r['error']} | | | | | | |")
+            lines.append(f"| {r['label']} | failed: {r['error']} |" + " |" * (len(head) - 2))
             continue
-        rat = ratio(results, r["workload"], r["server"])
-        cells = [workload, r["label"], _num(r["rps"]), "—" if rat is None else f"{rat:.2f}",
-                 _num(r["p50_ms"], 2), _num(r["p90_ms"], 2), _num(r["p99_ms"], 2),
-                 str(r["errors"]), _num(r["rss_mib"], 1)]
-        rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+        same = find(results, workload, REFERENCE, r["threads"])
+        cells = [r["label"], _num(r["rps"]), *(_ratio(r["rps"], ref["rps"]) for ref in refs),
+                 _num(r["p50_ms"], 2), _num(r["p99_ms"], 2), "—" if same is None else _ratio(r["p99_ms"], same["p99_ms"]),
+                 _num(r["cpu_us_per_request"], 1),
+                 "—" if same is None else _ratio(r["cpu_us_per_request"], same["cpu_us_per_request"]),
+                 f"{r['cpu_share']:.0%}", str(r["errors"]), _num(r["rss_mib"], 1)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
-def summary_table(results: list[Result], workloads: list[tuple[str, str]], servers: list[tuple[str, str]]) -> str:
-    """Requests/s, one row per workload, one column per server; peers also show pronghorn ÷ peer."""
-    rows = ["| workload | " + " | ".join(label for _, label in servers) + " |", "|---|" + "---:|" * len(servers)]
-    for w, title in workloads:
+def workload_tables(results: list[Result], workloads: list[tuple[str, str]]) -> str:
+    return "\n\n".join(f"**{title}**\n\n{workload_table(results, name)}" for name, title in workloads
+                       if _rows(results, name))
+
+
+def summary_table(results: list[Result], workloads: list[tuple[str, str]], slots: list[str]) -> str:
+    """Requests/s and p99, a line per workload, a column per configured variant (``slots``: labels).
+
+    A workload that gives every variant the same threads (the 10 ms app) has fewer rows than there
+    are variants; its row sits under the first variant of its server and the others show "=".
+    """
+    lines = ["| workload | " + " | ".join(slots) + " |", "|---|" + "---:|" * len(slots)]
+    for name, title in workloads:
+        by_slot = {r["slot"]: r for r in _rows(results, name)}
         cells = []
-        for name, _ in servers:
-            r, rat = _find(results, w, name), ratio(results, w, name)
-            cell = "failed" if r is None else _num(r["rps"])
-            if r is not None and name != "pronghorn" and rat is not None:
-                cell += f" ({rat:.2f}×)"
-            cells.append(cell)
-        rows.append(f"| {title} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
-
-
-def ratio_table(results: list[Result], workloads: list[str], peers: list[tuple[str, str]]) -> str:
-    """pronghorn ÷ peer requests/s, one row per workload; ``peers`` is [(name, label)]."""
-    if not peers:
-        return "(no peer ran)"
-    rows = ["| workload | " + " | ".join(f"vs {label}" for _, label in peers) + " |",
-            "|---|" + "---:|" * len(peers)]
-    for w in workloads:
-        cells = []
-        for name, _ in peers:
-            rat = ratio(results, w, name)
-            cells.append("—" if rat is None else f"{rat:.2f}×")
-        rows.append(f"| {w} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
-
-
-def targets_table(results: list[Result]) -> str:
-    rows = ["| target | measured | met |", "|---|---:|:---:|"]
-    for workload, peer, want in RPS_TARGETS:
-        rat = ratio(results, workload, peer)
-        got = "—" if rat is None else f"{rat:.2f}×"
-        met = "—" if rat is None else ("yes" if rat >= want else "**no**")
-        rows.append(f"| {workload}: pronghorn ≥ {want:g}× {peer} req/s | {got} | {met} |")
-    mine = [r for r in results if r["server"] == "pronghorn"]
-    failed = [r for r in mine if "error" in r]
-    errors = sum(r["errors"] for r in mine if "error" not in r)
-    rows.append(f"| zero errors (pronghorn, all workloads) | {errors} errors"
-                f"{f', {len(failed)} failed runs' if failed else ''} | {'yes' if not errors and not failed else '**no**'} |")
-    worse = []
-    compared = 0
-    for r in mine:
-        theirs = _find(results, r["workload"], "gunicorn")
-        if "error" in r or not theirs:
-            continue
-        compared += 1
-        if r["rss_mib"] > theirs["rss_mib"]:
-            worse.append(f"{r['workload']} {r['rss_mib']:.1f} > {theirs['rss_mib']:.1f}")
-    if compared:
-        rows.append(f"| peak RSS per worker ≤ gunicorn's (each workload) | "
-                    f"{'; '.join(worse) if worse else f'≤ in {compared} of {compared}'} | {'**no**' if worse else 'yes'} |")
-    return "\n".join(rows)
+        for slot in range(len(slots)):
+            r = by_slot.get(slot)
+            if r is None:
+                cells.append("=" if any(s < slot for s in by_slot) else "—")
+            elif "error" in r:
+                cells.append("failed")
+            else:
+                cells.append(f"{_num(r['rps'])} · p99 {r['p99_ms']:.1f} ms")
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def idle_notes(results: list[Result]) -> list[str]:
@@ -135,44 +105,85 @@ def tail_notes(results: list[Result]) -> list[str]:
             for r in results if "error" not in r and r["p99_ms"] > max(100.0, 20 * r["p50_ms"])]
 
 
-def chart(results: list[Result], workloads: list[tuple[str, str]], servers: list[tuple[str, str]], title: str,
-          path: Path) -> str | None:
-    """Grouped bars of requests/s relative to pronghorn, labelled with absolute requests/s.
+# -- chart ----------------------------------------------------------------------------------------
 
-    ``workloads`` is [(name, tick label)], ``servers`` [(name, legend label)].
+SHADES = {"pronghorn": ["#1b7f5b", "#6cc49a"], "granian": ["#c8651b", "#f0b27a"],
+          "gunicorn": ["#4c72b0", "#9bb3da"], "waitress": ["#8172b3", "#bdb3dc"]}
+
+
+def _colours(slots: list[tuple[str, str]]) -> list[str]:
+    """A colour per slot: a hue per server, lighter for its later variants."""
+    seen: dict[str, int] = {}
+    colours = []
+    for server, _ in slots:
+        shades = SHADES.get(server, ["#937860"])
+        colours.append(shades[seen.get(server, 0) % len(shades)])
+        seen[server] = seen.get(server, 0) + 1
+    return colours
+
+
+def _panel(ax: Any, results: list[Result], workloads: list[tuple[str, str]], slots: list[tuple[str, str]],
+           value: Callable[[Result, Result], tuple[float, str]], colours: list[str]) -> float:
+    """Grouped bars, one group per workload, one bar per slot; returns the tallest bar."""
+    width = 0.8 / max(1, len(slots))
+    tallest = 1.0
+    for j, (name, _) in enumerate(workloads):
+        refs = _references(results, name)
+        by_slot = {r["slot"]: r for r in _rows(results, name) if "error" not in r}
+        for slot, r in by_slot.items():
+            x = j + (slot - (len(slots) - 1) / 2) * width
+            if not refs:
+                ax.text(x, 0.02, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+                continue
+            height, text = value(r, refs[-1])
+            tallest = max(tallest, height)
+            ax.bar(x, height, width, color=colours[slot])
+            ax.text(x, height, text, ha="center", va="bottom", fontsize=6)
+    ax.axhline(1.0, color="#444", linewidth=0.8, linestyle="--")
+    ax.set_xticks(range(len(workloads)), ["\n".join(textwrap.fill(line, 26) for line in tick.splitlines())
+                                          for _, tick in workloads], fontsize=8)
+    return tallest
+
+
+def _rps(row: Result, ref: Result) -> tuple[float, str]:
+    return row["rps"] / ref["rps"], f"{row['rps'] / 1000:.1f}k" if row["rps"] >= 1000 else f"{row['rps']:.0f}"
+
+
+def _p99(row: Result, ref: Result) -> tuple[float, str]:
+    return row["p99_ms"] / ref["p99_ms"], f"{row['p99_ms']:.1f}"
+
+
+def chart(results: list[Result], workloads: list[tuple[str, str]], slots: list[tuple[str, str]], title: str,
+          path: Path) -> str | None:
+    """Two panels of grouped bars, requests/s and p99 latency, each relative to the Granian row with
+    the most threads in its workload, labelled with the absolute figure.
+
+    ``workloads`` is [(name, tick label)], ``slots`` [(server, legend label)] for the configured variants.
+    Returns a note instead when matplotlib is missing.
     """
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         return "matplotlib is not importable: no chart (pip install matplotlib)"
-    fig, ax = plt.subplots(figsize=(11, 5.2), dpi=110)
-    width = 0.8 / max(1, len(servers))
-    colours = ["#1b7f5b", "#4c72b0", "#dd8452", "#8172b3", "#937860"]
-    tallest = 1.0
-    for i, (name, label) in enumerate(servers):
-        xs, heights, texts = [], [], []
-        for j, (w, _) in enumerate(workloads):
-            r, mine = _find(results, w, name), _find(results, w, "pronghorn")
-            x = j + (i - (len(servers) - 1) / 2) * width
-            if not r or not mine or not mine["rps"]:
-                ax.text(x, 0.02, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
-                continue
-            xs.append(x)
-            heights.append(r["rps"] / mine["rps"])
-            texts.append(f"{r['rps'] / 1000:.1f}k" if r["rps"] >= 1000 else f"{r['rps']:.0f}")
-        tallest = max([tallest, *heights])
-        bars = ax.bar(xs, heights, width, label=label, color=colours[i % len(colours)])
-        for bar, text in zip(bars, texts):
-            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), text, ha="center", va="bottom", fontsize=7)
-    ax.axhline(1.0, color="#444", linewidth=0.8, linestyle="--")
-    ax.set_xticks(range(len(workloads)), [tick for _, tick in workloads], fontsize=8)
-    ax.set_ylabel("requests/s relative to pronghorn (= 1.0)\nlabels: absolute requests/s")
-    ax.set_ylim(0, tallest * 1.15)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, ncols=len(servers), loc="upper left")
+    colours = _colours(slots)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 8.5), dpi=110)
+    for ax, value, ylabel, log in ((top, _rps, "requests/s ÷ granian's\nlabels: requests/s", False),
+                                   (bottom, _p99, "p99 latency ÷ granian's (lower is better)\nlabels: p99 ms", True)):
+        tallest = _panel(ax, results, workloads, slots, value, colours)
+        ax.set_ylabel(ylabel, fontsize=8)
+        if log:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+        else:
+            ax.set_ylim(0, tallest * 1.15)
+    top.set_title(title, fontsize=9)
+    top.legend(handles=[Patch(color=c, label=label) for c, (_, label) in zip(colours, slots)], fontsize=7,
+               ncols=min(len(slots), 6), loc="upper left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -180,11 +191,12 @@ def chart(results: list[Result], workloads: list[tuple[str, str]], servers: list
     return None
 
 
-def update_docs(path: Path, section: str) -> bool:
-    """Replace the text between the results markers of ``path``; False if the markers are missing."""
+def update_docs(path: Path, section: str, mode: str) -> bool:
+    """Replace the text between the ``mode`` results markers of ``path``; False if they are missing."""
+    begin, end = f"<!-- {DOCS_MARKERS[mode]}:begin -->", f"<!-- {DOCS_MARKERS[mode]}:end -->"
     text = path.read_text()
-    pattern = re.compile(re.escape(DOCS_BEGIN) + r".*?" + re.escape(DOCS_END), re.DOTALL)
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
     if not pattern.search(text):
         return False
-    path.write_text(pattern.sub(lambda _: f"{DOCS_BEGIN}\n{section}\n{DOCS_END}", text))
+    path.write_text(pattern.sub(lambda _: f"{begin}\n{section}\n{end}", text))
     return True

@@ -1,15 +1,19 @@
 """Side-by-side HTTP benchmark: pronghorn next to Gunicorn (gthread), Granian (WSGI) and waitress.
 
 How this works: every server serves the same WSGI app (bench/apps.py) on loopback with 2 worker
-processes (waitress: one process). For each workload, each server in turn is started, checked
-(every route answers what it should), warmed up with wrk, measured with wrk while the memory of its
-worker processes is sampled every 0.2 s, and stopped; workloads are the outer loop, so server A
-workload 1, server B workload 1, ... and machine noise is shared fairly. The results are printed
-as a markdown table (with pronghorn ÷ peer ratios and the targets), optionally saved as JSON, and
-drawn as grouped bars into docs/benchmark.png.
+processes (waitress: one process). A row of the matrix is a variant, a server with a thread count
+(``--variants``; by default pronghorn inline and with 4 threads, Granian with 1 and 4 blocking
+threads, Gunicorn gthread and waitress with 4). For each workload, each row in turn is started,
+checked (every route answers what it should), warmed up with wrk, measured with wrk while the memory
+of its worker processes is sampled every 0.2 s, and stopped. Workloads are the outer loop and each
+round starts the rows one place further along, so machine noise is shared fairly; a cell reports the
+median of its rounds. By default the server runs on CPU 0 and wrk on CPU 1 (``--pin``; ``--unpinned``
+lets the scheduler place them), and every process and thread of the server is checked to be pinned.
 
-Nothing is installed here: a missing peer is skipped with a note, a missing wrk stops the run,
-each saying how to install it (see bench/README.md).
+The results are printed as markdown (a table per workload with ratios to each Granian row, a
+summary, and the issue's targets met or not per pronghorn row), optionally saved as JSON, and drawn
+into docs/benchmark.png. Nothing is installed here: a missing peer is skipped with a note, a missing
+wrk stops the run, each saying how to install it (see bench/README.md).
 
     /tmp/bench-peers/bin/pip install .     # pronghorn as users get it (compiled with mypyc)
     /tmp/bench-peers/bin/python bench/run.py [--duration 10] [--json out.json]
@@ -25,6 +29,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,11 +43,26 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import report  # noqa: E402 (after the sys.path line)
-from servers import BENCH_DIR, INSTALL_WRK, REPO, SERVERS, RunningServer, Server, find_servers, free_port  # noqa: E402
+import targets  # noqa: E402
+from servers import (  # noqa: E402
+    BENCH_DIR,
+    DEFAULT_VARIANTS,
+    INSTALL_WRK,
+    REPO,
+    SERVERS,
+    WORKERS,
+    RunningServer,
+    Server,
+    Variant,
+    find_servers,
+    free_port,
+    parse_variants,
+)
 
 IDLE_HELPER = BENCH_DIR / "idle_conns.py"
 UPLOAD_SCRIPT = BENCH_DIR / "upload.lua"
 WRK_TIMEOUT = "5s"
+DEFAULT_PIN = "0:1"
 
 
 @dataclass(frozen=True)
@@ -51,21 +71,45 @@ class Workload:
     title: str
     path: str
     connections: int
-    threads: int  # application threads per worker (waitress: in its one process)
-    pronghorn_threads: int
+    threads: int | None = None  # application threads per worker for every row; None: each variant's own
     script: Path | None = None
     idle: int = 0  # idle keep-alive connections held open during the measurement
 
 
 def workloads(args: argparse.Namespace) -> list[Workload]:
-    peer, mine = args.peer_threads, args.pronghorn_threads
     return [
-        Workload("hello", "hello, keep-alive, c=50", "/", 50, peer, mine),
-        Workload("sleep", "10 ms app, c=200, 32 threads", "/sleep", 200, 32, 32),
-        Workload("big", "1 MiB responses, c=10", "/big", 10, peer, mine),
-        Workload("upload", "64 KiB uploads, c=20", "/upload", 20, peer, mine, script=UPLOAD_SCRIPT),
-        Workload("idle", f"hello + {args.idle_count:,} idle conns, c=50", "/", 50, peer, mine, idle=args.idle_count),
+        Workload("hello", "hello, keep-alive, c=50", "/", 50),
+        Workload("sleep", f"10 ms app, c=200, {args.sleep_threads} threads for every server", "/sleep", 200,
+                 threads=args.sleep_threads),
+        Workload("big", "1 MiB responses, c=10", "/big", 10),
+        Workload("upload", "64 KiB uploads, c=20", "/upload", 20, script=UPLOAD_SCRIPT),
+        Workload("idle", f"hello + {args.idle_count:,} idle conns, c=50", "/", 50, idle=args.idle_count),
     ]
+
+
+@dataclass(frozen=True)
+class Row:
+    """What one cell runs: a server with its threads, standing for the configured variant ``slot``."""
+
+    slot: int
+    server: Server
+    threads: int
+
+    @property
+    def variant(self) -> str:
+        return f"{self.server.name}-{self.threads}"
+
+
+def matrix_rows(workload: Workload, variants: list[Variant], servers: dict[str, Server]) -> list[Row]:
+    """The rows of one workload; variants that come to the same server and threads there run once."""
+    rows: dict[tuple[str, int], Row] = {}
+    for slot, variant in enumerate(variants):
+        server = servers.get(variant.server)
+        if server is None:
+            continue
+        threads = server.effective_threads(workload.threads or variant.threads)
+        rows.setdefault((server.name, threads), Row(slot, server, threads))
+    return list(rows.values())
 
 
 # -- wrk ------------------------------------------------------------------------------------------
@@ -100,18 +144,22 @@ def parse_wrk(output: str) -> dict[str, Any]:
     return result
 
 
+def _pinned(cpus: str, cmd: list[str]) -> list[str]:
+    return ["taskset", "-c", cpus, *cmd] if cpus else cmd
+
+
 def run_wrk(port: int, workload: Workload, seconds: float, cpus: str = "") -> dict[str, Any]:
-    cmd = (["taskset", "-c", cpus] if cpus else []) + ["wrk", "-t2", f"-c{workload.connections}", f"-d{seconds:g}s", "--latency", "--timeout", WRK_TIMEOUT]
+    cmd = ["wrk", "-t2", f"-c{workload.connections}", f"-d{seconds:g}s", "--latency", "--timeout", WRK_TIMEOUT]
     if workload.script:
         cmd += ["-s", str(workload.script)]
     cmd.append(f"http://127.0.0.1:{port}{workload.path}")
-    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=seconds + 30)
+    out = subprocess.run(_pinned(cpus, cmd), check=False, capture_output=True, text=True, timeout=seconds + 30)
     if out.returncode != 0:
         raise RuntimeError(f"wrk exited with {out.returncode}: {out.stderr.strip() or out.stdout.strip()}")
     return parse_wrk(out.stdout)
 
 
-# -- one run --------------------------------------------------------------------------------------
+# -- one cell -------------------------------------------------------------------------------------
 
 
 def check_routes(port: int) -> None:
@@ -139,14 +187,26 @@ def _helper_line(helper: subprocess.Popen[str], tag: str) -> dict[str, Any]:
     return dict(json.loads(line[len(tag) + 1:]))
 
 
-def measure(server: Server, workload: Workload, args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
-    threads = workload.pronghorn_threads if server.name == "pronghorn" else workload.threads
-    if server.name == "pronghorn" and server.worker == "sync":
-        threads = 1  # with threads > 1, -k sync means gthread (as in Gunicorn)
-    result: dict[str, Any] = {"workload": workload.name, "server": server.name, "label": server.label, "threads": threads}
-    log_path = logdir / f"{server.name}-{workload.name}.log"
-    server_cpus, client_cpus = args.pin.split(":") if args.pin else ("", "")
-    with RunningServer(server, free_port(), threads, log_path, own_session=not args.shared_scheduling,
+def _cpus(args: argparse.Namespace) -> tuple[str, str]:
+    """The server's and wrk's CPU lists ("" each when unpinned)."""
+    if args.unpinned:
+        return "", ""
+    server, client = args.pin.split(":")
+    return server, client
+
+
+def identity(row: Row, workload: Workload) -> dict[str, Any]:
+    """The fields that name a result's cell (see report.py)."""
+    return {"workload": workload.name, "server": row.server.name, "threads": row.threads, "variant": row.variant,
+            "label": row.server.label(row.threads), "slot": row.slot}
+
+
+def measure(row: Row, workload: Workload, args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
+    server = row.server
+    result = identity(row, workload)
+    log_path = logdir / f"{row.variant}-{workload.name}.log"
+    server_cpus, client_cpus = _cpus(args)
+    with RunningServer(server, free_port(), row.threads, log_path, own_session=not args.shared_scheduling,
                        cpus=server_cpus) as running:
         running.wait_ready()
         check_routes(running.port)
@@ -154,17 +214,25 @@ def measure(server: Server, workload: Workload, args: argparse.Namespace, logdir
         try:
             if workload.idle:
                 hold = args.warmup + args.duration + 120
-                helper = subprocess.Popen([*(["taskset", "-c", client_cpus] if client_cpus else []),
-                                           sys.executable, str(IDLE_HELPER), "--port", str(running.port),
-                                           "--count", str(workload.idle), "--hold", str(hold)],
-                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                command = [sys.executable, str(IDLE_HELPER), "--port", str(running.port),
+                           "--count", str(workload.idle), "--hold", str(hold)]
+                helper = subprocess.Popen(_pinned(client_cpus, command), stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, text=True)
                 result["idle"] = _helper_line(helper, "ready")
             running.start_sampling()
             if args.warmup > 0:
                 run_wrk(running.port, workload, args.warmup, client_cpus)
+            cpu_before = running.cpu_seconds()
             result.update(run_wrk(running.port, workload, args.duration, client_cpus))
+            cpu = running.cpu_seconds() - cpu_before
+            # Load-robust figures: what a request costs the server, and how much CPU it got.
+            result["cpu_us_per_request"] = cpu / max(result["requests"], 1) * 1e6
+            result["cpu_share"] = cpu / args.duration
             result["rss_mib"] = running.stop_sampling()
             result["workers"] = len(running.peak_rss)
+            stray = running.stray_cpus()  # after the load, when every thread the server starts is there
+            if stray:  # a server that re-pins itself would make the pinned figures meaningless
+                raise RuntimeError(f"server threads may run on CPUs {sorted(stray)} outside --pin {server_cpus}")
             if helper is not None:
                 result["idle"]["fds"] = running.fd_counts()
                 assert helper.stdin is not None
@@ -181,22 +249,62 @@ def measure(server: Server, workload: Workload, args: argparse.Namespace, logdir
     return result
 
 
-def median_run(runs: list[dict[str, Any]], workload: str, server: str) -> dict[str, Any]:
-    """The run of the median requests/s among the rounds of one cell (a failed run if all failed)."""
-    cell = [r for r in runs if r["workload"] == workload and r["server"] == server]
+MEDIAN_FIELDS = ("rps", "p50_ms", "p90_ms", "p99_ms", "cpu_us_per_request", "cpu_share")
+
+
+def combine_rounds(cell: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cell over its rounds: the median of each rate and percentile, errors summed, the highest RSS.
+
+    The other fields (idle counts, socket error kinds) come from the round of the median rate.
+    """
     good = sorted((r for r in cell if "error" not in r), key=lambda r: r["rps"])
     if not good:
         return cell[0]
-    chosen = dict(good[(len(good) - 1) // 2])
-    if len(cell) > 1:
-        chosen["rounds_rps"] = [round(r.get("rps", 0.0)) for r in cell]
-        chosen["errors"] = max(r["errors"] for r in good)
-        if len(good) < len(cell):
-            chosen["note"] = f"{len(cell) - len(good)} of {len(cell)} rounds failed"
-    return chosen
+    combined = dict(good[(len(good) - 1) // 2])
+    if len(cell) == 1:
+        return combined
+    for name in MEDIAN_FIELDS:
+        combined[name] = statistics.median(r[name] for r in good)
+    combined["errors"] = sum(r["errors"] for r in good)
+    combined["rss_mib"] = max(r["rss_mib"] for r in good)
+    combined["rounds_rps"] = [round(r.get("rps", 0.0)) for r in cell]
+    combined["rounds_p99_ms"] = [round(r.get("p99_ms", 0.0), 2) for r in cell]
+    combined["rounds_cpu_share"] = [round(r.get("cpu_share", 0.0), 2) for r in cell]
+    if len(good) < len(cell):
+        combined["note"] = f"{len(cell) - len(good)} of {len(cell)} rounds failed"
+    return combined
 
 
-# -- main -----------------------------------------------------------------------------------------
+def run_matrix(loads: list[Workload], variants: list[Variant], servers: dict[str, Server],
+               args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every round of every cell, workloads outermost; each round rotates the order of the rows.
+    Returns the cells (rounds combined) and every run."""
+    plan = [(workload, matrix_rows(workload, variants, servers)) for workload in loads]
+    total = sum(len(rows) for _, rows in plan) * args.rounds
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="pronghorn-bench-") as logdir:
+        for round_no in range(args.rounds):
+            for workload, rows in plan:
+                shift = round_no % len(rows) if rows else 0
+                for row in rows[shift:] + rows[:shift]:
+                    tag = f"[{len(runs) + 1}/{total}] {row.server.label(row.threads)} / {workload.name} (round {round_no + 1})"
+                    try:
+                        result = measure(row, workload, args, Path(logdir))
+                        print(f"{tag}: {result['rps']:,.0f} req/s, p99 {result['p99_ms']:.2f} ms, "
+                              f"{result['errors']} errors, {result['rss_mib']:.1f} MiB, "
+                              f"{result['cpu_us_per_request']:.1f} CPU µs/request, CPU {result['cpu_share']:.0%}",
+                              file=sys.stderr)
+                    except Exception as exc:  # noqa: BLE001 - one failed run must not stop the matrix
+                        result = {**identity(row, workload), "error": str(exc).splitlines()[0][:160]}
+                        print(f"{tag}: FAILED: {exc}", file=sys.stderr)
+                    result["round"] = round_no + 1
+                    runs.append(result)
+    cells = [combine_rounds([r for r in runs if r["workload"] == workload.name and r["variant"] == row.variant])
+             for workload, rows in plan for row in rows]
+    return cells, runs
+
+
+# -- output ---------------------------------------------------------------------------------------
 
 
 def precompile(python: str) -> None:
@@ -222,111 +330,143 @@ def _pronghorn_commit() -> str:
     return commit + (" +changes" if git("status", "--porcelain", "--", "src") else "")
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def environment(servers: list[Server]) -> dict[str, Any]:
     wrk = subprocess.run(["wrk", "-v"], check=False, capture_output=True, text=True)
     return {
         "date": datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y"),
-        "machine": f"{os.cpu_count()}-core {platform.system()} VM, Python {platform.python_version()}",
+        "machine": f"{os.cpu_count()}-core {platform.system()} VM ({_cpu_model()}), Python {platform.python_version()}",
+        "load_before": [round(x, 2) for x in os.getloadavg()],
         "wrk": (wrk.stdout + wrk.stderr).split("[")[0].replace("wrk", "").strip(),
         "versions": {s.name: s.version for s in servers},
         "pronghorn_commit": _pronghorn_commit(),
     }
 
 
-def markdown(results: list[dict[str, Any]], env: dict[str, Any], servers: list[Server], notes: list[str],
-             loads: list[Workload], args: argparse.Namespace) -> str:
-    peers = [(s.name, s.label) for s in servers if s.name != "pronghorn"]
+def _header(env: dict[str, Any], servers: list[Server], args: argparse.Namespace) -> str:
     versions = ", ".join(f"{s.name} {s.version}" + (f" ({env['pronghorn_commit']})" if s.name == "pronghorn" else "")
                          for s in servers)
-    lines = [f"Run of {env['date']} on a {env['machine']}; {versions}; wrk {env['wrk']}. "
-             f"wrk -t2, {args.duration:g} s per run after a {args.warmup:g} s warm-up; 2 workers each"
-             + (f"; median of {args.rounds} interleaved rounds" if args.rounds > 1 else "")
-             + ("; servers and wrk in one scheduler group" if args.shared_scheduling else "; each server in a session of its own")
-             + (f"; server on CPU {args.pin.split(':')[0]}, wrk on CPU {args.pin.split(':')[1]}." if args.pin else "."), "",
-             "Requests/s (in brackets: pronghorn ÷ that server; above 1, pronghorn is faster):", "",
-             report.summary_table(results, [(w.name, w.title) for w in loads], [(s.name, s.label) for s in servers]),
-             "", "Every run:", "",
-             report.results_table(results, {w.name: w.title for w in loads}), "",
-             "pronghorn ÷ peer, requests/s (above 1: pronghorn is faster):", "",
-             report.ratio_table(results, [w.name for w in loads], peers), "",
-             "Targets:", "", report.targets_table(results), ""]
-    extra = [s.note and f"{s.label}: {s.note}" for s in servers] + report.idle_notes(results) + report.tail_notes(results) + notes
+    server_cpus, client_cpus = _cpus(args)
+    placement = (f"server pinned to CPU {server_cpus}, wrk to CPU {client_cpus} (taskset; every server thread checked)"
+                 if server_cpus else "unpinned (the scheduler places server and wrk)")
+    return (f"Run of {env['date']} on a {env['machine']}; {versions}; wrk {env['wrk']}. "
+            f"wrk -t2, {args.duration:g} s per run after a {args.warmup:g} s warm-up; {WORKERS} workers each "
+            f"(waitress: 1 process); {placement}"
+            + (f"; median of {args.rounds} interleaved rounds" if args.rounds > 1 else "")
+            + ("; servers and wrk in one scheduler group" if args.shared_scheduling else "")
+            + f". Load average before/after: {env['load_before'][0]:.2f}/{env['load_after'][0]:.2f}.")
+
+
+def markdown(results: list[dict[str, Any]], checks: list[targets.Check], env: dict[str, Any], servers: list[Server],
+             slots: list[str], notes: list[str], loads: list[Workload], args: argparse.Namespace) -> str:
+    titles = [(w.name, w.title) for w in loads]
+    summary = ("Requests/s and p99 latency per row (the 10 ms app runs every server with the same threads, "
+               "so it has one row per server):")
+    every_row = ("Every row (÷: this row's figure divided by that Granian row's; for req/s above 1 is faster, "
+                 "for p99 and CPU per request below 1 is better). CPU µs/req is the server's CPU time (all its "
+                 "processes and threads) per request served, and CPU the share of a core it used: pinned to one "
+                 "core, a share well below 100 % means other work took the core, and CPU per request is then "
+                 "the steadier comparison:")
+    lines = [_header(env, servers, args), "", summary, "", report.summary_table(results, titles, slots), "",
+             "Targets, per pronghorn row:", "", targets.table(results, checks, dict(titles)), "",
+             every_row, "", report.workload_tables(results, titles), ""]
+    extra = [s.note and f"{s.name}: {s.note}" for s in servers] + report.idle_notes(results) + report.tail_notes(results) + notes
     extra += [f"{r['label']} / {r['workload']}: {r['note']}" for r in results if r.get("note")]
     lines += [f"- {n}" for n in extra if n]
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="whole seconds measured per run (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of wrk before each measurement (default 2)")
-    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset of " + ",".join(SERVERS))
+    parser.add_argument("--variants", default=DEFAULT_VARIANTS,
+                        help=f"rows as SERVER:THREADS, comma-separated (default {DEFAULT_VARIANTS})")
+    parser.add_argument("--servers", default=",".join(SERVERS),
+                        help="keep only the variants of these servers (comma-separated subset of " + ",".join(SERVERS) + ")")
     parser.add_argument("--workloads", default="hello,sleep,big,upload,idle", help="comma-separated subset")
+    parser.add_argument("--sleep-threads", type=int, default=32,
+                        help="threads per worker of every server for the 10 ms app (default 32)")
     parser.add_argument("--pronghorn-worker", default="gthread", help="pronghorn's -k (default gthread; e.g. sync)")
-    parser.add_argument("--pronghorn-threads", type=int, default=1, help="pronghorn --threads for every workload but sleep (default 1: apps that do not wait run inline)")
-    parser.add_argument("--peer-threads", type=int, default=4, help="peers' threads for every workload but sleep (default 4)")
     parser.add_argument("--rounds", type=int, default=1,
-                        help="repeat the whole matrix; each cell reports its median-rps run (default 1)")
+                        help="repeat the whole matrix; each cell reports the median of its rounds (default 1)")
+    parser.add_argument("--pin", metavar="SERVER_CPUS:WRK_CPUS", default=DEFAULT_PIN,
+                        help=f"CPU lists (taskset) for the server with all its processes, and for wrk (default {DEFAULT_PIN})")
+    parser.add_argument("--unpinned", action="store_true", help="do not pin: the scheduler places server and wrk")
     parser.add_argument("--shared-scheduling", action="store_true",
                         help="start servers in this session, so they and wrk share one scheduler autogroup")
-    parser.add_argument("--pin", metavar="SERVER_CPUS:WRK_CPUS", default="",
-                        help="confine the server and wrk to CPU lists with taskset, e.g. 0:1")
     parser.add_argument("--idle-count", type=int, default=1000, help="idle keep-alive connections (default 1000)")
     parser.add_argument("--peers-bin", default=os.environ.get("PRONGHORN_BENCH_PEERS", "/tmp/bench-peers/bin"),
                         help="directory holding gunicorn, granian and waitress-serve (then PATH)")
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs pronghorn")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--chart", default=str(REPO / "docs" / "benchmark.png"), help="PNG to write ('' for none)")
-    parser.add_argument("--update-docs", action="store_true", help="put the tables into docs/benchmark.md")
+    parser.add_argument("--update-docs", action="store_true",
+                        help="put the results into docs/benchmark.md (the pinned or the unpinned section)")
     args = parser.parse_args(argv)
-    if args.pin and not re.fullmatch(r"[\d,-]+:[\d,-]+", args.pin):
+    if not re.fullmatch(r"[\d,-]+:[\d,-]+", args.pin):
         parser.error(f"--pin {args.pin!r}: expected SERVER_CPUS:WRK_CPUS, e.g. 0:1")
+    unknown = set(args.servers.split(",")) - set(SERVERS) - {""}
+    if unknown:
+        parser.error(f"--servers: unknown servers: {', '.join(sorted(unknown))}")
+    try:
+        args.variant_list = [v for v in parse_variants(args.variants) if v.server in args.servers.split(",")]
+    except ValueError as exc:
+        parser.error(f"--variants {args.variants!r}: {exc}")
+    if not args.variant_list:
+        parser.error("--variants and --servers leave no row to run")
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if not shutil.which("wrk"):
         print(f"wrk is not installed; install it with: {INSTALL_WRK}", file=sys.stderr)
         return 2
-    names = [n for n in args.servers.split(",") if n]
-    unknown = set(names) - set(SERVERS)
-    if unknown:
-        parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    variants: list[Variant] = args.variant_list
     loads = [w for w in workloads(args) if w.name in args.workloads.split(",")]
-    servers, notes = find_servers(names, args.peers_bin, args.python, args.pronghorn_worker)
+    found, notes = find_servers(list(dict.fromkeys(v.server for v in variants)), args.peers_bin, args.python,
+                                args.pronghorn_worker)
     for note in notes:
         print("note: " + note, file=sys.stderr)
-    if any(s.from_src for s in servers):
+    servers = {s.name: s for s in found}
+    if any(s.from_src for s in found):
         precompile(args.python)
-    env = environment(servers)
-    runs: list[dict[str, Any]] = []
-    total = len(loads) * len(servers) * args.rounds
+    env = environment(found)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="pronghorn-bench-") as logdir:
-        for round_no in range(args.rounds):
-            for workload in loads:
-                for server in servers:
-                    tag = f"[{len(runs) + 1}/{total}] {server.label} / {workload.name}"
-                    try:
-                        result = measure(server, workload, args, Path(logdir))
-                        print(f"{tag}: {result['rps']:,.0f} req/s, p99 {result['p99_ms']:.2f} ms, "
-                              f"{result['errors']} errors, {result['rss_mib']:.1f} MiB", file=sys.stderr)
-                    except Exception as exc:  # one failed run must not stop the matrix
-                        result = {"workload": workload.name, "server": server.name, "label": server.label,
-                                  "error": str(exc).splitlines()[0][:120]}
-                        print(f"{tag}: FAILED: {exc}", file=sys.stderr)
-                    result["round"] = round_no + 1
-                    runs.append(result)
-    results = [median_run(runs, w.name, s.name) for w in loads for s in servers]
+    results, runs = run_matrix(loads, variants, servers, args)
     env["wall_seconds"] = round(time.monotonic() - started, 1)
-    text = markdown(results, env, servers, notes, loads, args)
+    env["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    slots = [(v.server, servers[v.server].label(servers[v.server].effective_threads(v.threads)) if v.server in servers
+              else f"{v.server} {v.threads}t") for v in variants]
+    checks = targets.check(results)
+    text = markdown(results, checks, env, found, [label for _, label in slots], notes, loads, args)
     print(text)
     if args.json:
-        Path(args.json).write_text(json.dumps({"environment": env, "results": results, "runs": runs, "notes": notes}, indent=2))
+        Path(args.json).write_text(json.dumps({"environment": env, "options": {k: v for k, v in vars(args).items()
+                                                                              if k != "variant_list"},
+                                               "results": results, "runs": runs,
+                                               "targets": [c.as_json() for c in checks],
+                                               "notes": notes}, indent=2))
     if args.chart:
-        title = f"requests/s relative to pronghorn ({args.pronghorn_worker} worker) — {env['machine']}, {env['date']}"
-        problem = report.chart(results, [(w.name, f"{w.name}\n{w.title}") for w in loads], [(s.name, s.label) for s in servers], title, Path(args.chart))
+        placement = "unpinned" if args.unpinned else f"pinned {args.pin}"
+        title = f"relative to granian's row with the most threads (= 1.0); {placement}; {env['machine']}, {env['date']}"
+        problem = report.chart(results, [(w.name, f"{w.name}\n{w.title}") for w in loads], slots, title, Path(args.chart))
         if problem:
             print("note: " + problem, file=sys.stderr)
-    if args.update_docs and not report.update_docs(REPO / "docs" / "benchmark.md", text):
-        print("note: docs/benchmark.md has no results markers; not updated", file=sys.stderr)
+    mode = "unpinned" if args.unpinned else "pinned"
+    if args.update_docs and not report.update_docs(REPO / "docs" / "benchmark.md", text, mode):
+        print(f"note: docs/benchmark.md has no {mode} results markers; not updated", file=sys.stderr)
     print(f"wall time {env['wall_seconds']:.0f} s", file=sys.stderr)
     return 0
 

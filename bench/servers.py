@@ -1,5 +1,6 @@
-"""The servers ``bench/run.py`` compares: where their programs are, their command lines, and one
-running server's life (start, readiness, worker processes and their memory, stop).
+"""The servers ``bench/run.py`` compares: where their programs are, their command lines, the
+variants (a server with a thread count) that make the rows, and one running server's life (start,
+readiness, worker processes, their memory and CPU affinity, stop).
 
 Every server serves ``apps:app`` (bench/apps.py) on 127.0.0.1 with 2 worker processes, except
 waitress, which has no multi-process mode and runs as one process. A server is started in a
@@ -29,10 +30,38 @@ WORKERS = 2
 KEEP_ALIVE = 75
 
 SERVERS = ("pronghorn", "gunicorn", "granian", "waitress")
+# The headline rows: pronghorn inline and with a pool, Granian with as many blocking threads as each,
+# Gunicorn and waitress with 4 (their best for apps that do not wait, see docs/benchmark.md).
+DEFAULT_VARIANTS = "pronghorn:1,pronghorn:4,granian:1,granian:4,gunicorn:4,waitress:4"
 PEER_PROGRAMS = {"gunicorn": "gunicorn", "granian": "granian", "waitress": "waitress-serve"}
 PEER_PACKAGES = {"gunicorn": "gunicorn", "granian": "granian", "waitress": "waitress"}
 INSTALL_PEERS = "python3 -m venv /tmp/bench-peers && /tmp/bench-peers/bin/pip install gunicorn granian waitress matplotlib"
 INSTALL_WRK = "apt-get update && apt-get install -y wrk"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One configured row of the matrix: a server with its application threads per worker."""
+
+    server: str
+    threads: int
+
+
+def parse_variants(text: str) -> list[Variant]:
+    """``"pronghorn:1,granian:4"`` -> variants; ValueError naming the bad item."""
+    variants: list[Variant] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, _, threads = item.partition(":")
+        if name not in SERVERS or not threads.isdigit() or int(threads) < 1:
+            raise ValueError(f"{item!r}: expected SERVER:THREADS with SERVER one of {', '.join(SERVERS)}, THREADS >= 1")
+        variant = Variant(name, int(threads))
+        if variant not in variants:
+            variants.append(variant)
+    if not variants:
+        raise ValueError("no variant given")
+    return variants
 
 
 @dataclass
@@ -46,11 +75,22 @@ class Server:
     note: str = ""
     from_src: bool = False  # pronghorn: run from the checkout's src/ (it is not installed for ``program``)
 
-    @property
-    def label(self) -> str:
+    def effective_threads(self, threads: int) -> int:
+        # pronghorn -k sync with more threads would mean gthread (as in Gunicorn): keep it sync.
+        return 1 if self.name == "pronghorn" and self.worker == "sync" else threads
+
+    def label(self, threads: int) -> str:
+        """The row's name: the server and how its application threads are set."""
+        plural = "" if threads == 1 else "s"
         if self.name == "pronghorn":
-            return f"pronghorn {self.worker}"
-        return {"gunicorn": "gunicorn gthread", "granian": "granian wsgi", "waitress": "waitress"}[self.name]
+            if self.worker != "gthread":
+                return f"pronghorn -k {self.worker}" + (f" --threads {threads}" if threads > 1 else "")
+            return "pronghorn inline" if threads == 1 else f"pronghorn --threads {threads}"
+        if self.name == "granian":
+            return f"granian, {threads} blocking thread{plural}"
+        if self.name == "gunicorn":
+            return f"gunicorn gthread, {threads} thread{plural}"
+        return f"{self.name}, {threads} thread{plural}"
 
     def command(self, port: int, threads: int) -> list[str]:
         if self.name == "pronghorn":
@@ -196,6 +236,43 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+def _affinity(pid: int) -> set[int]:
+    """The CPUs any thread of ``pid`` may run on (threads can be re-pinned one by one)."""
+    cpus: set[int] = set()
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return cpus
+    for tid in tids:
+        try:
+            cpus |= os.sched_getaffinity(tid)
+        except OSError:  # the thread ended meanwhile
+            pass
+    return cpus
+
+
+def parse_cpu_list(text: str) -> set[int]:
+    """A taskset CPU list (``0``, ``0,2``, ``0-3``) as a set of CPU numbers."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of every thread of ``pid``, those that ended included."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14 and 15 of stat)
+
+
 def _fd_count(pid: int) -> int:
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))
@@ -264,6 +341,20 @@ class RunningServer:
         if self.server.name == "waitress" or not children:
             return [self.proc.pid]
         return children
+
+    def stray_cpus(self) -> set[int]:
+        """CPUs outside ``cpus`` that the server's master, workers or any of their threads may use."""
+        if not self.cpus or self.proc is None:
+            return set()
+        allowed = parse_cpu_list(self.cpus)
+        pids = {self.proc.pid, *self.worker_pids()}
+        return set().union(*(_affinity(pid) for pid in pids)) - allowed
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the server's master and workers (all their threads)."""
+        if self.proc is None:
+            return 0.0
+        return sum(_cpu_seconds(pid) for pid in {self.proc.pid, *self.worker_pids()})
 
     def fd_counts(self) -> list[int]:
         return [_fd_count(pid) for pid in self.worker_pids()]
