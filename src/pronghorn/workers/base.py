@@ -188,6 +188,11 @@ class Worker:
     def handled_request(self) -> None:
         """Count a finished request; past ``max_requests`` or ``max_worker_memory`` the worker ends."""
         self.nr += 1
+        self.check_limits()
+
+    def check_limits(self) -> None:
+        """End the worker after its current requests once ``nr`` reached ``max_requests``, or its memory
+        passed ``max_worker_memory`` (read at most every ``MEMORY_CHECK_INTERVAL``)."""
         if not self.alive:
             return
         if self.nr >= self.max_requests:

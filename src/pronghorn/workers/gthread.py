@@ -96,7 +96,8 @@ class ThreadWorker(Worker):
     # --- WorkerHooks ---
 
     def request_finished(self) -> None:
-        self.handled_request()
+        self.nr = self.worker_loop.handled
+        self.check_limits()
         if not self.alive:
             self._stop_step(time.monotonic())
 
@@ -108,6 +109,8 @@ class ThreadWorker(Worker):
 
     def _tick(self) -> None:
         self.notify()
+        self.nr = self.worker_loop.handled  # counted by the loop; the memory limit is checked here
+        self.check_limits()
         now = time.monotonic()
         if self.alive and not self.parent_alive():
             self.alive = False

@@ -27,9 +27,10 @@ class WorkerHooks(Protocol):
     """What the loop tells its worker process."""
 
     alive: bool  # False once the worker is stopping: responses then say ``Connection: close``
+    max_requests: int
 
     def request_finished(self) -> None:
-        """Count it (``max_requests``, ``max_worker_memory``)."""
+        """``handled`` reached ``max_requests``, or the worker is stopping (it may be done)."""
 
     def connection_closed(self) -> None:
         """A stopping worker may be done."""
@@ -68,6 +69,9 @@ class WorkerLoop:
         self.connections: set[HttpConnection] = set()
         self.held: list[HttpConnection] = []  # connections holding responses until the loop's pass ends
         self.on_threads = 0  # requests whose step runs on a pool thread
+        self.handled = 0  # requests answered (the worker's ``nr``, which it reads from here)
+        self.max_requests = worker.max_requests
+        self.marked_busy = False  # siblings see this worker busy until the end of the loop's pass
         self.running_inline: Exchange | None = None  # the request the loop's own thread is running
         self.aborting = False  # the master aborted the worker: leave once the running request is answered
 
@@ -111,7 +115,10 @@ class WorkerLoop:
             conn.flush()
 
     def request_finished(self) -> None:
-        self.worker.request_finished()
+        # Counted here, natively: the worker is only called when there is something to decide.
+        self.handled += 1
+        if self.handled >= self.max_requests or not self.worker.alive:
+            self.worker.request_finished()
 
     # --- running requests ---
 
@@ -131,8 +138,12 @@ class WorkerLoop:
     def run_inline(self, exchange: Exchange, started: float) -> bool:
         """One step of a request on the loop thread; ``request_timeout`` interrupts it with SIGALRM."""
         admission = self.admission
-        if admission is not None:
+        if admission is not None and not self.marked_busy:
+            # Busy for siblings until this pass of the loop is over, not around each request: under
+            # load one pass runs many requests, and each publication writes to memory they share.
+            self.marked_busy = True
             admission.set_in_use(1)
+            self.loop.call_soon(self._pass_over)
         self.running_inline = exchange
         limit = self.request_timeout
         previous: Any = None
@@ -150,10 +161,13 @@ class WorkerLoop:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, previous)
             self.running_inline = None
-            if admission is not None:
-                admission.set_in_use(0)
             if self.aborting:
                 self.loop.call_soon(self.leave_after_abort)
+
+    def _pass_over(self) -> None:
+        self.marked_busy = False
+        if self.admission is not None:
+            self.admission.set_in_use(0)
 
     def _request_timed_out(self, signum: int, frame: FrameType | None) -> None:
         if self.running_inline is None:
