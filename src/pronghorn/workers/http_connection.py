@@ -78,7 +78,11 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
-        self.output = LoopOutput(self.host.loop, self.transport, self.fileno, self)
+        # Inline, bytes go straight to the socket while it takes them. With app threads, every write
+        # goes through the transport, which keeps the GIL (os.write releases it, and a waiting app
+        # thread would take it in the middle of the loop's pass, and the loop wait to get it back).
+        direct = self.fileno if self.host.threads == 1 else -1
+        self.output = LoopOutput(self.host.loop, self.transport, direct, self)
         self.host.opened(self)
 
     def data_received(self, data: bytes) -> None:
