@@ -138,6 +138,9 @@ class Connected:
     def in_cycle(self) -> bool:
         return self.conn.busy
 
+    def worker_handled(self) -> int:
+        return self.host.handled
+
 
 def connect(app: Callable[..., Any], threads: int = 1) -> tuple[HttpConnection, FakeTransport, Connected]:
     connected = Connected(app, threads)
@@ -291,3 +294,29 @@ def test_informational_final_status_closes_the_connection() -> None:
     conn.data_received(GET % b"a" + GET % b"b")
     host.loop.run_pending()
     assert transport.closed and transport.client_reads().count(b"HTTP/1.1") == 1
+
+
+@MODES
+def test_a_file_without_the_socket_is_read_only_as_the_client_takes_it(threads: int, tmp_path: Any) -> None:
+    # The connection has no socket of its own here (as over TLS): the file goes through the transport,
+    # a block at a time, never more than one block past the transport's mark.
+    path = tmp_path / "data.bin"
+    path.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        start_response("200 OK", [("Content-Length", str(1 << 20))])
+        return environ["wsgi.file_wrapper"](open(path, "rb"))
+
+    conn, transport, host = connect(app, threads=threads)
+    conn.data_received(GET % b"f" + GET % b"next")
+    host.loop.run_pending()
+    assert len(transport.buffer) <= loop_io.READ_BLOCK + HIGH_WATER + 200 and conn.parked
+    reads = 0
+    while host.worker_handled() < 2 and reads < 100:
+        transport.client_reads()
+        host.loop.run_pending()
+        reads += 1
+    transport.client_reads()
+    head, _, rest = bytes(transport.received).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and rest[: 1 << 20] == path.read_bytes()
+    assert rest[1 << 20 :].startswith(b"HTTP/1.1 200 OK")  # the pipelined request, after the file

@@ -81,8 +81,7 @@ class HttpConnection(asyncio.Protocol):
         # Inline, bytes go straight to the socket while it takes them. With app threads, every write
         # goes through the transport, which keeps the GIL (os.write releases it, and a waiting app
         # thread would take it in the middle of the loop's pass, and the loop wait to get it back).
-        direct = self.fileno if self.host.threads == 1 else -1
-        self.output = LoopOutput(self.host.loop, self.transport, direct, self)
+        self.output = LoopOutput(self.host.loop, self.transport, self.fileno, self, direct=self.host.threads == 1)
         self.host.opened(self)
 
     def data_received(self, data: bytes) -> None:
@@ -118,7 +117,10 @@ class HttpConnection(asyncio.Protocol):
         self.output.paused = True  # type: ignore[union-attr]
 
     def resume_writing(self) -> None:
-        self.output.paused = False  # type: ignore[union-attr]
+        output = self.output
+        assert output is not None
+        output.paused = False
+        output.resume()
         self.output_ready()
 
     def output_ready(self) -> None:

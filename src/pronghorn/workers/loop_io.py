@@ -24,6 +24,7 @@ from pronghorn.apps.wsgi import BytesBody, ClientDisconnected
 SPILL_THRESHOLD = 1 << 20  # request bodies larger than this go to a temporary file
 HIGH_WATER = 256 * 1024  # bytes handed from an app thread and not yet written, at which it stops pulling
 SENDFILE_BLOCK = 1 << 20
+READ_BLOCK = 64 * 1024  # a file sent through the transport (TLS) is read this much at a time
 HOLD_LIMIT = 64 * 1024  # whole responses up to this size wait for the end of the loop's pass
 # The write() callable pushes bytes; with the app on the loop's own thread nothing can wait for the
 # client, so past this many bytes buffered for a client that does not read, it counts as gone.
@@ -114,13 +115,21 @@ class LoopOutput:
     pauses us (``paused``) past its high-water mark. The loop never waits for a client.
     """
 
-    __slots__ = ("_loop", "_transport", "_fileno", "_owner", "_held", "_held_size", "paused", "lost", "file", "_after_file")
+    __slots__ = (
+        "_loop", "_transport", "_fileno", "_direct", "_owner", "_held", "_held_size", "paused", "lost", "file",
+        "_after_file",
+    )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport, fileno: int, owner: OutputOwner) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport, fileno: int, owner: OutputOwner, *,
+        direct: bool = True,
+    ) -> None:
         self._loop = loop
         self._transport = transport
-        # Straight to the socket only for plain TCP/unix (a TLS transport must see every byte); -1: never.
+        # The socket itself (sendfile, and direct writes) only for plain TCP/unix: a TLS transport must
+        # see every byte. -1: never.
         self._fileno = fileno if fileno >= 0 and transport.get_extra_info("sslcontext") is None else -1
+        self._direct = direct and self._fileno >= 0  # write straight to the socket while it takes the bytes
         self._owner = owner
         self._held: list[bytes] | None = None  # (one per idle connection: nothing allocated until used)
         self._held_size = 0
@@ -171,14 +180,13 @@ class LoopOutput:
             self.flush()
         if self.lost:
             raise ClientDisconnected("connection closed by the client")
-        if self._fileno < 0:  # TLS: the file's bytes go through the transport
-            file.seek(offset)
-            while count > 0 and (data := file.read(min(count, SENDFILE_BLOCK))):
-                count -= len(data)
-                self._send(data)
-            return
         self.file = FileSend(file, offset, count)
         self._send_file()
+
+    def resume(self) -> None:
+        """The transport drained: a file read through it goes on."""
+        if self.file is not None and self._fileno < 0:
+            self._send_file()
 
     # --- the loop's side ---
 
@@ -210,7 +218,7 @@ class LoopOutput:
         transport = self._transport
         if transport.is_closing():
             raise ClientDisconnected("connection closed")
-        if self._fileno >= 0 and not transport.get_write_buffer_size():
+        if self._direct and not transport.get_write_buffer_size():
             try:
                 sent = os.write(self._fileno, data)  # the usual case: the kernel takes it all at once
             except BlockingIOError:
@@ -231,7 +239,7 @@ class LoopOutput:
         transport = self._transport
         if transport.is_closing():
             raise ClientDisconnected("connection closed")
-        if self._fileno < 0 or transport.get_write_buffer_size():
+        if not self._direct or transport.get_write_buffer_size():
             transport.writelines(parts)
             return
         try:
@@ -256,6 +264,9 @@ class LoopOutput:
         """Send the file while the socket takes it; when it is full, wait for room without blocking."""
         send = self.file
         assert send is not None
+        if self._fileno < 0:
+            self._read_file_through_transport(send)
+            return
         if self._transport.get_write_buffer_size():
             self._watch_for_room(send)  # what the transport holds goes first
             return
@@ -274,6 +285,25 @@ class LoopOutput:
                 break  # the file is shorter than it was: the response ends short
             send.offset += sent
             send.count -= sent
+        self._end_file()
+
+    def _read_file_through_transport(self, send: FileSend) -> None:
+        """Without the socket (TLS): a block at a time, while the transport is not paused (``resume``)."""
+        transport = self._transport
+        while send.count > 0 and not self.paused:
+            if transport.is_closing():
+                self.lost = True
+                break
+            send.file.seek(send.offset)
+            data = send.file.read(min(send.count, READ_BLOCK))
+            if not data:
+                break  # the file is shorter than it was: the response ends short
+            send.offset += len(data)
+            send.count -= len(data)
+            transport.write(data)
+        else:
+            if send.count > 0:
+                return  # paused: resume() goes on
         self._end_file()
 
     def _watch_for_room(self, send: FileSend) -> None:
