@@ -59,6 +59,7 @@ class AppThreads:
         self.threads: list[threading.Thread] = []
         self.stopping = False
         self.check_scheduled = False
+        self.wake_scheduled = False  # a _wake_after_pass is scheduled on the loop
         self.finished = 0  # jobs finished (by the threads; a lost increment only delays a wake-up)
         self.finished_at_check = 0
         self.done: deque[tuple[PoolJob, bool]] = deque()
@@ -69,8 +70,19 @@ class AppThreads:
     def submit(self, job: PoolJob) -> None:
         self.jobs.append(job)
         if self.awake == 0:
-            self._wake_one()
+            # Woken once the loop's pass is over: a thread woken now would take the GIL whenever the
+            # loop releases it (around each read of the pass) and the loop would wait to get it back.
+            if not self.wake_scheduled:
+                self.wake_scheduled = True
+                self.loop.call_soon(self._wake_after_pass)
         elif not self.check_scheduled and self.awake < self.count:
+            self._schedule_check()
+
+    def _wake_after_pass(self) -> None:
+        self.wake_scheduled = False
+        if self.jobs and self.awake == 0 and not self.stopping:
+            self._wake_one()
+        if self.jobs and not self.check_scheduled and self.awake < self.count:
             self._schedule_check()
 
     def _schedule_check(self) -> None:
