@@ -21,6 +21,7 @@ from pronghorn.config import Config
 from pronghorn.errors import APP_LOAD_ERROR, AppImportError
 from pronghorn.logs import Logger
 from pronghorn.net.listeners import Listener
+from pronghorn.workers.allocator import keep_freed_memory
 from pronghorn.workers.connection_board import BoardSeat
 from pronghorn.workers.heartbeat import Heartbeat
 from pronghorn.workers.privileges import chown_for, switch_user
@@ -105,6 +106,7 @@ class Worker:
         """Runs in the child after the fork; does not return until the worker ends."""
         self.pid = os.getpid()
         os.environ.update(self.cfg.env)
+        keep_freed_memory()
         switch_user(self.cfg.user, self.cfg.group, initgroups=self.cfg.initgroups, log=self.log.warning)
         if "random" in sys.modules:  # imported by the app or a hook before the fork: not the master's sequence
             sys.modules["random"].seed()
