@@ -55,20 +55,24 @@ Policies
 from __future__ import annotations
 
 import enum
-from typing import Final
+import re
+from typing import Any, Final
 
 from .body import ChunkedReader, LengthReader, take
 from .errors import IncompleteMessage, InvalidRequestLine, LimitRequestBody, LimitRequestLine, ProtocolError
 from .events import CONNECTION_CLOSED, END_OF_MESSAGE, NEED_DATA, BodyData, EndOfMessage, Event, RequestHead
-from .fields import FieldSectionScanner, parse_field_lines
+from .fields import PLAIN_FIELD_LINE, FieldSectionScanner, parse_field_lines, split_plain_fields
 from .framing import build_request_head
 from .limits import Limits
-from .request_line import RequestLine, parse_request_line
+from .request_line import COMMON_REQUEST_LINE, RequestLine, common_request_line, parse_request_line
 
 _CR: Final = 0x0D
 _LF: Final = 0x0A
 _DEFAULT_LIMITS: Final = Limits()
 _NO_BODY: Final = LengthReader(0)
+# The usual head, whole, in one compiled match (see ``_read_common_head``): the common request line,
+# then the plain field lines (group 7), then the empty line.
+_COMMON_HEAD: Final = re.compile(COMMON_REQUEST_LINE + rb"((?:" + PLAIN_FIELD_LINE + rb")*)\r\n")
 
 
 class ParserState(enum.Enum):
@@ -336,6 +340,17 @@ class RequestParser:
         end = buf.find(b"\r\n\r\n", start)
         if end == -1:
             return None
+        match = _COMMON_HEAD.fullmatch(buf, start, end + 4)
+        if match is not None:
+            head = _read_common_head(match.groups(), limits)
+            if head is not None:
+                if isinstance(buf, bytearray):
+                    del buf[: end + 4]
+                elif end + 4 >= len(buf):
+                    self._chunk = None
+                else:
+                    self._chunk_pos = end + 4
+                return self._start_body(head)
         lf = buf.find(b"\n", start, start + limits.max_request_line + 2)
         if lf <= start or buf[lf - 1] != _CR or lf - 1 - start > limits.max_request_line:
             return None
@@ -370,3 +385,18 @@ class RequestParser:
         self._head = head
         self._state = _BODY
         return head
+
+
+def _read_common_head(groups: tuple[Any, ...], limits: Limits) -> RequestHead | None:
+    """The head from the groups of a ``_COMMON_HEAD`` match; None past a size limit or for fields the
+    quick split leaves to the full loop (then the general path decides, as for any other head)."""
+    method, target, path, query, fragment, minor, section = groups
+    # The request line without CRLF is the method, the target and 10 bytes (two SP, "HTTP/1.x").
+    if len(method) + len(target) + 10 > limits.max_request_line or len(section) + 2 > limits.max_field_section:
+        return None
+    fields: list[tuple[bytes, bytes]] | None = []
+    if section:
+        fields = split_plain_fields(section, limits) if len(section) <= limits.max_header_field_size else None
+    if fields is None:
+        return None
+    return build_request_head(common_request_line(method, target, path, query, fragment, minor), fields, limits)

@@ -40,6 +40,24 @@ class RequestLine(NamedTuple):
 
 _new_line: Final = tuple.__new__  # builds the named tuple in C, skipping its Python-level __new__
 
+# The usual request line in one compiled match: a common method, an origin-form target of visible
+# ASCII (groups: the target; its path up to the first "?" or "#"; the query up to the first "#";
+# the fragment, as ``_split_path`` splits them) and HTTP/1.1 or HTTP/1.0 (group: the minor digit).
+# A line it does not match goes through ``parse_request_line``, which decides.
+COMMON_REQUEST_LINE: Final = (
+    rb"(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) "
+    rb"((/[\x21\x22\x24-\x3e\x40-\x7e]*)(?:\?([\x21\x22\x24-\x7e]*))?(?:#([\x21-\x7e]*))?)"
+    rb" HTTP/1\.([01])\r\n"
+)
+_VERSION_OF_MINOR: Final = {b"1": (1, 1), b"0": (1, 0)}
+
+
+def common_request_line(
+    method: bytes, target: bytes, path: bytes, query: bytes | None, fragment: bytes | None, minor: bytes,
+) -> RequestLine:
+    """The request line from the groups of a ``COMMON_REQUEST_LINE`` match."""
+    return _new_line(RequestLine, (method, target, path, query or b"", fragment or b"", _VERSION_OF_MINOR[minor]))
+
 
 def parse_request_line(line: bytes, limits: Limits) -> RequestLine:
     # RFC 9112 section 3: request-line = method SP request-target SP HTTP-version.

@@ -176,3 +176,59 @@ def test_request_head_is_immutable() -> None:
     assert isinstance(head, RequestHead)
     with pytest.raises(AttributeError):
         head.method = b"POST"  # type: ignore[misc]
+
+
+# Heads the whole-head match takes, and neighbours it must leave to the general path: parsed from one
+# chunk (the quick path, when it applies) and byte by byte (never the quick path), the outcome is the same.
+QUICK_PATH_HEADS = [
+    b"GET / HTTP/1.1\r\n\r\n",
+    b"GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+    b"GET /a/b?x=1&y=2#frag HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /a#f?g#h HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /a?b?c HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /? HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /# HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET //x HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"HEAD / HTTP/1.1\r\nHost: a\r\nAccept:  text/html \t\r\nX-Empty:\r\n\r\n",
+    b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+    b"PATCH /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nA: 1\r\nA: 2\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.1\r\nX_Y: 1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nX: caf\xc3\xa9\r\n\r\n",
+    b"GET / HTTP/1.1\r\n Folded: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nX: 1\r\n continued\r\n\r\n",
+    b"GET / HTTP/1.2\r\n\r\n",
+    b"GET http://a/b HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"get / HTTP/1.1\r\n\r\n",
+    b"CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\n\r\n",
+    b"GET /\x7f HTTP/1.1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+]
+
+
+def _outcome(pieces: list[bytes], limits: Limits) -> object:
+    """The head, the body's bytes (however they were sliced) and the end, or the error it ran into."""
+    parser = RequestParser(limits)
+    head: object = None
+    body = b""
+    try:
+        for piece in pieces:
+            parser.feed(piece)
+            while (event := parser.next_event()) is not NEED_DATA:
+                if isinstance(event, BodyData):
+                    body += event.data
+                elif isinstance(event, EndOfMessage):
+                    return head, body
+                else:
+                    head = event
+    except ProtocolError as exc:
+        return head, body, type(exc), exc.respond
+    return head, body, "incomplete"
+
+
+@pytest.mark.parametrize("raw", QUICK_PATH_HEADS)
+@pytest.mark.parametrize("limits", [Limits(), Limits(max_request_line=14, max_header_count=1, max_header_field_size=20)])
+def test_the_whole_head_match_decides_as_the_general_path(raw: bytes, limits: Limits) -> None:
+    assert _outcome([raw], limits) == _outcome([raw[i : i + 1] for i in range(len(raw))], limits)
