@@ -1,4 +1,5 @@
-"""Build pronghorn: pure Python, with the modules on every request's path compiled by mypyc.
+"""Build pronghorn: pure Python, with the modules on every request's path compiled by mypyc (and one
+small C module, ``pronghorn.workers._mallopt``, that spares the workers ctypes).
 
 Those modules stay ordinary typed Python (the sources are what the tests and the docs describe);
 compiled, a request costs about a third less CPU. Compiling needs a C compiler: where there is none,
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 # The modules with the most Python run per request; the rest (configuration, the master, logging,
@@ -70,10 +71,19 @@ class OptionalBuildExt(build_ext):
                     os.remove(path)
 
 
-def compiled_modules() -> list[Any]:
-    if os.environ.get("PRONGHORN_COMPILE", "1") == "0":
+def compiling() -> bool:
+    return os.environ.get("PRONGHORN_COMPILE", "1") != "0" and not any(arg.startswith("editable") for arg in sys.argv)
+
+
+def native_modules() -> list[Any]:
+    """Plain C: glibc's mallopt() for the workers (allocator.py), which without it import ctypes."""
+    if not compiling():
         return []
-    if any(arg.startswith("editable") for arg in sys.argv):
+    return [Extension("pronghorn.workers._mallopt", ["src/pronghorn/workers/_mallopt.c"])]
+
+
+def compiled_modules() -> list[Any]:
+    if not compiling():
         return []
     try:
         from mypyc.build import mypycify
@@ -91,4 +101,4 @@ def compiled_modules() -> list[Any]:
         return []
 
 
-setup(ext_modules=compiled_modules(), cmdclass={"build_ext": OptionalBuildExt})
+setup(ext_modules=compiled_modules() + native_modules(), cmdclass={"build_ext": OptionalBuildExt})
