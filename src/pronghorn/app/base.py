@@ -15,10 +15,8 @@ from typing import Any, NoReturn
 
 from pronghorn.config import Config
 from pronghorn.config import cli, sources
-from pronghorn.config.deferred import deferred_notice
 from pronghorn.errors import AppImportError, ConfigError
 from pronghorn.master.daemon import daemonize
-from pronghorn.spew import install_spew
 
 
 class BaseApplication:
@@ -79,6 +77,8 @@ class BaseApplication:
         from pronghorn.master.arbiter import Arbiter
 
         if self.cfg.spew:
+            from pronghorn.spew import install_spew  # here: a master imports it only with --spew
+
             install_spew()
         if self.cfg.daemon:
             if "NOTIFY_SOCKET" in os.environ:
@@ -107,6 +107,8 @@ class Application(BaseApplication):
 
     def load_config_from_module_name_or_filename(self, location: str) -> dict[str, Any]:
         """Apply every module-level name of the config that is a setting; others are ignored."""
+        from pronghorn.config.deferred import deferred_notice  # here: only a server with a config file
+
         values = sources.read_config_location(location)
         for name, value in values.items():
             if name in self.cfg.settings:

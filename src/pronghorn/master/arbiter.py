@@ -25,7 +25,6 @@ from pronghorn.logs import Logger
 from pronghorn.master import reexec
 from pronghorn.master.daemon import flush_stdio
 from pronghorn.master.descriptors import raise_open_files_limit
-from pronghorn.master.pidfile import Pidfile
 from pronghorn.net.addresses import parse_address
 from pronghorn.proctitle import master_title, set_proc_title, worker_title
 from pronghorn.net.listeners import Listener, create_listeners, listeners_from_fds
@@ -35,6 +34,7 @@ from pronghorn.workers.registry import resolve_worker_class, worker_class_name
 
 if TYPE_CHECKING:
     from pronghorn.app.base import BaseApplication
+    from pronghorn.master.pidfile import Pidfile
 
 QUICK_STOP_SECONDS = 2.0
 KILLED_WORKER_REAP_SECONDS = 1.0  # how long stop() waits to reap (and log) the workers it SIGKILLed
@@ -93,7 +93,7 @@ class Arbiter:
         if config_file:
             self.log.info("Config file: %s", config_file)
         if self.cfg.pidfile:
-            self.pidfile = Pidfile(self.cfg.pidfile + (".2" if self.master_pid else ""))
+            self.pidfile = _pidfile(self.cfg.pidfile + (".2" if self.master_pid else ""))
             self.pidfile.create(self.pid)
         self.call_hook("on_starting", self)
         self.init_signals()
@@ -300,7 +300,7 @@ class Arbiter:
             self.pidfile.unlink()
             self.pidfile = None
         if path and self.pidfile is None:
-            self.pidfile = Pidfile(path)
+            self.pidfile = _pidfile(path)
             self.pidfile.create(self.pid)
 
     def reexec(self) -> None:
@@ -565,3 +565,8 @@ def _parse_binds(binds: list[str]) -> list[Any]:
             raise ConfigError(f"Invalid value for bind: {bind!r} ({exc})") from None
     return addresses
 
+
+def _pidfile(path: str) -> Pidfile:
+    from pronghorn.master.pidfile import Pidfile  # here: only a server with --pid imports it
+
+    return Pidfile(path)
