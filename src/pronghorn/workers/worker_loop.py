@@ -121,6 +121,10 @@ class WorkerLoop:
         held, self.held = self.held, []
         for conn in held:
             conn.flush()
+        self._offer_core()
+
+    def _offer_core(self) -> None:
+        """After a loop pass whose responses are out: give the core away if the loop was busy."""
         # A saturated worker never waits in the loop's poll, so the kernel would switch between it and
         # a sibling sharing its core (the usual 2 x cores + 1 workers) only when its time slice ends,
         # milliseconds later, while the sibling's clients wait. Offering the core once the responses
@@ -160,12 +164,12 @@ class WorkerLoop:
 
     def run_inline(self, exchange: Exchange, started: float) -> bool:
         """One step of a request on the loop thread; ``request_timeout`` interrupts it with SIGALRM."""
-        admission = self.admission
-        if admission is not None and not self.marked_busy:
+        if not self.marked_busy:
             # Busy for siblings until this pass of the loop is over, not around each request: under
             # load one pass runs many requests, and each publication writes to memory they share.
             self.marked_busy = True
-            admission.set_in_use(1)
+            if self.admission is not None:
+                self.admission.set_in_use(1)
             self.loop.call_soon(self._pass_over)
         self.running_inline = exchange
         limit = self.request_timeout
@@ -191,6 +195,10 @@ class WorkerLoop:
         self.marked_busy = False
         if self.admission is not None:
             self.admission.set_in_use(0)
+        # Responses too large to hold (a 1 MiB body) were written during the pass: offer the core
+        # here too, or two such workers on one core take turns only when a time slice ends.
+        if not self.held:  # else flush_held offers it, once the held responses are out
+            self._offer_core()
 
     def _request_timed_out(self, signum: int, frame: FrameType | None) -> None:
         if self.running_inline is None:
