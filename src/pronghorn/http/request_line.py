@@ -45,11 +45,11 @@ _new_line: Final = tuple.__new__  # builds the named tuple in C, skipping its Py
 # the fragment, as ``_split_path`` splits them) and HTTP/1.1 or HTTP/1.0 (group: the minor digit).
 # A line it does not match goes through ``parse_request_line``, which decides.
 COMMON_REQUEST_LINE: Final = (
-    rb"(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) "
+    rb"(" + b"|".join(sorted(_COMMON_METHODS)) + rb") "
     rb"((/[\x21\x22\x24-\x3e\x40-\x7e]*)(?:\?([\x21\x22\x24-\x7e]*))?(?:#([\x21-\x7e]*))?)"
     rb" HTTP/1\.([01])\r\n"
 )
-_VERSION_OF_MINOR: Final = {b"1": (1, 1), b"0": (1, 0)}
+_VERSION_OF_MINOR: Final = {version[-1:]: parsed for version, parsed in _COMMON_VERSIONS.items()}
 
 
 def common_request_line(

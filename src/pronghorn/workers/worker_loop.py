@@ -24,7 +24,7 @@ from pronghorn.workers.app_threads import PoolJob
 from pronghorn.workers.http_connection import HttpConnection
 
 
-YIELD_AFTER = 0.0003  # seconds of busy loop passes after which a worker offers its core (flush_held)
+YIELD_AFTER = 0.0003  # seconds of busy loop passes after which a worker offers its core (_offer_core)
 BUSY_SHARE = 0.9  # "busy": the loop thread ran for this share of the time
 
 
@@ -77,7 +77,7 @@ class WorkerLoop:
         self.handled = 0  # requests answered (the worker's ``nr``, which it reads from here)
         self.max_requests = worker.max_requests
         self.marked_busy = False  # siblings see this worker busy until the end of the loop's pass
-        # flush_held's window: since when, and the loop thread's CPU time then
+        # _offer_core's window: since when, and the loop thread's CPU time then
         self.window_started = time.monotonic()
         self.window_cpu = time.thread_time()
         self.running_inline: Exchange | None = None  # the request the loop's own thread is running
