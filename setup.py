@@ -1,5 +1,6 @@
-"""Build pronghorn: pure Python, with the modules on every request's path compiled by mypyc (and one
-small C module, ``pronghorn.workers._mallopt``, that spares the workers ctypes).
+"""Build pronghorn: pure Python, with the modules on every request's path compiled by mypyc, and two
+small C modules: ``pronghorn.http._head``, the parser's quick path for the usual request head, and
+``pronghorn.workers._mallopt``, which spares the workers ctypes.
 
 Those modules stay ordinary typed Python (the sources are what the tests and the docs describe);
 compiled, a request costs about a third less CPU. Compiling needs a C compiler: where there is none,
@@ -76,10 +77,14 @@ def compiling() -> bool:
 
 
 def native_modules() -> list[Any]:
-    """Plain C: glibc's mallopt() for the workers (allocator.py), which without it import ctypes."""
+    """Plain C: the usual request head recognised in one pass (the parser takes the general path for
+    every head without it), and glibc's mallopt() for the workers (allocator.py, else ctypes)."""
     if not compiling():
         return []
-    return [Extension("pronghorn.workers._mallopt", ["src/pronghorn/workers/_mallopt.c"])]
+    return [
+        Extension("pronghorn.http._head", ["src/pronghorn/http/_head.c"]),
+        Extension("pronghorn.workers._mallopt", ["src/pronghorn/workers/_mallopt.c"]),
+    ]
 
 
 def compiled_modules() -> list[Any]:

@@ -106,7 +106,7 @@ class FieldSectionScanner:
 # One line of the sections the quick path takes: a token name without "_" (those depend on
 # header_map and forwarder_headers), ":", and a value of VCHAR, SP, HTAB and obs-text (no CTL, no
 # DEL), then CRLF. Checked with one compiled match, not a translate per line (each builds a 256-byte
-# table); the parser's whole-head match uses the same line.
+# table); the parser's whole-head scan (``_head.c``) takes the same lines.
 PLAIN_FIELD_LINE: Final = rb"[!#$%&'*+\-.^`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n"
 _PLAIN_SECTION: Final = re.compile(rb"(?:" + PLAIN_FIELD_LINE + rb")+")
 
@@ -218,9 +218,14 @@ def split_plain_fields(block: bytes, limits: Limits) -> list[tuple[bytes, bytes]
     for line in lines:
         name, _, value = line.partition(b":")
         fields.append((name.upper(), value.strip(OWS)))
-    if count > 1 and len(dict(fields)) != count:  # some name repeats: is it a singleton?
-        names = [name for name, _ in fields]
-        for singleton in _SINGLETONS:
-            if names.count(singleton) > 1:
-                return None
+    if count > 1 and repeats_a_singleton(fields):
+        return None
     return fields
+
+
+def repeats_a_singleton(fields: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a field that may appear once (Host, Content-Type, Content-Length) appears again."""
+    if len(dict(fields)) == len(fields):
+        return False  # no name repeats
+    names = [name for name, _ in fields]
+    return any(names.count(singleton) > 1 for singleton in _SINGLETONS)

@@ -55,24 +55,27 @@ Policies
 from __future__ import annotations
 
 import enum
-import re
-from typing import Any, Final
+from typing import Any, Callable, Final, Literal
 
 from .body import ChunkedReader, LengthReader, take
 from .errors import IncompleteMessage, InvalidRequestLine, LimitRequestBody, LimitRequestLine, ProtocolError
 from .events import CONNECTION_CLOSED, END_OF_MESSAGE, NEED_DATA, BodyData, EndOfMessage, Event, RequestHead
-from .fields import PLAIN_FIELD_LINE, FieldSectionScanner, parse_field_lines, split_plain_fields
+from .fields import FieldSectionScanner, parse_field_lines, repeats_a_singleton
 from .framing import build_request_head
 from .limits import Limits
-from .request_line import COMMON_REQUEST_LINE, RequestLine, common_request_line, parse_request_line
+from .request_line import RequestLine, parse_request_line, usual_request_line
+
+# C, built with the compiled modules (setup.py); without it every head takes the general path.
+scan_head: Callable[[bytes | bytearray, int], tuple[Any, ...] | Literal[False] | None] | None
+try:
+    from ._head import scan_head
+except ImportError:  # pragma: no cover - an install without a compiler
+    scan_head = None
 
 _CR: Final = 0x0D
 _LF: Final = 0x0A
 _DEFAULT_LIMITS: Final = Limits()
 _NO_BODY: Final = LengthReader(0)
-# The usual head, whole, in one compiled match (see ``_read_common_head``): the common request line,
-# then the plain field lines (group 7), then the empty line.
-_COMMON_HEAD: Final = re.compile(COMMON_REQUEST_LINE + rb"((?:" + PLAIN_FIELD_LINE + rb")*)\r\n")
 
 
 class ParserState(enum.Enum):
@@ -337,20 +340,24 @@ class RequestParser:
         """The usual case, a whole head already received (and nothing scanned yet) from ``start`` of
         the held chunk or of the buffer: the same steps as the incremental path in one go. Anything
         unusual returns None and that path decides, so verdicts never depend on which path ran."""
+        if scan_head is not None:
+            scanned = scan_head(buf, start)
+            if scanned is None:
+                return None  # not whole yet
+            if scanned is not False:
+                head = _usual_head(scanned, limits)
+                if head is not None:
+                    head_end = scanned[0]
+                    if isinstance(buf, bytearray):
+                        del buf[:head_end]
+                    elif head_end >= len(buf):
+                        self._chunk = None
+                    else:
+                        self._chunk_pos = head_end
+                    return self._start_body(head)
         end = buf.find(b"\r\n\r\n", start)
         if end == -1:
             return None
-        match = _COMMON_HEAD.fullmatch(buf, start, end + 4)
-        if match is not None:
-            head = _read_common_head(match.groups(), limits)
-            if head is not None:
-                if isinstance(buf, bytearray):
-                    del buf[: end + 4]
-                elif end + 4 >= len(buf):
-                    self._chunk = None
-                else:
-                    self._chunk_pos = end + 4
-                return self._start_body(head)
         lf = buf.find(b"\n", start, start + limits.max_request_line + 2)
         if lf <= start or buf[lf - 1] != _CR or lf - 1 - start > limits.max_request_line:
             return None
@@ -387,16 +394,18 @@ class RequestParser:
         return head
 
 
-def _read_common_head(groups: tuple[Any, ...], limits: Limits) -> RequestHead | None:
-    """The head from the groups of a ``_COMMON_HEAD`` match; None past a size limit or for fields the
-    quick split leaves to the full loop (then the general path decides, as for any other head)."""
-    method, target, path, query, fragment, minor, section = groups
+def _usual_head(scanned: tuple[Any, ...], limits: Limits) -> RequestHead | None:
+    """The head from what ``scan_head`` recognised; None past a limit or with a repeated singleton
+    field (then the general path decides, as for any other head)."""
+    head_end, method, target, path, query, fragment, version, fields, section_size = scanned
     # The request line without CRLF is the method, the target and 10 bytes (two SP, "HTTP/1.x").
-    if len(method) + len(target) + 10 > limits.max_request_line or len(section) + 2 > limits.max_field_section:
+    if len(method) + len(target) + 10 > limits.max_request_line or section_size + 2 > limits.max_field_section:
         return None
-    fields: list[tuple[bytes, bytes]] | None = []
-    if section:
-        fields = split_plain_fields(section, limits) if len(section) <= limits.max_header_field_size else None
-    if fields is None:
+    if fields and (
+        # A section no longer than one field may be holds no field over that size.
+        section_size > limits.max_header_field_size
+        or len(fields) > limits.max_header_count
+        or (len(fields) > 1 and repeats_a_singleton(fields))
+    ):
         return None
-    return build_request_head(common_request_line(method, target, path, query, fragment, minor), fields, limits)
+    return build_request_head(usual_request_line(method, target, path, query, fragment, version), fields, limits)

@@ -44,19 +44,11 @@ _new_line: Final = tuple.__new__  # builds the named tuple in C, skipping its Py
 # ASCII (groups: the target; its path up to the first "?" or "#"; the query up to the first "#";
 # the fragment, as ``_split_path`` splits them) and HTTP/1.1 or HTTP/1.0 (group: the minor digit).
 # A line it does not match goes through ``parse_request_line``, which decides.
-COMMON_REQUEST_LINE: Final = (
-    rb"(" + b"|".join(sorted(_COMMON_METHODS)) + rb") "
-    rb"((/[\x21\x22\x24-\x3e\x40-\x7e]*)(?:\?([\x21\x22\x24-\x7e]*))?(?:#([\x21-\x7e]*))?)"
-    rb" HTTP/1\.([01])\r\n"
-)
-_VERSION_OF_MINOR: Final = {version[-1:]: parsed for version, parsed in _COMMON_VERSIONS.items()}
-
-
-def common_request_line(
-    method: bytes, target: bytes, path: bytes, query: bytes | None, fragment: bytes | None, minor: bytes,
+def usual_request_line(
+    method: bytes, target: bytes, path: bytes, query: bytes, fragment: bytes, version: tuple[int, int],
 ) -> RequestLine:
-    """The request line from the groups of a ``COMMON_REQUEST_LINE`` match."""
-    return _new_line(RequestLine, (method, target, path, query or b"", fragment or b"", _VERSION_OF_MINOR[minor]))
+    """The request line from the parts the parser's quick path (``_head.scan_head``) recognised."""
+    return _new_line(RequestLine, (method, target, path, query, fragment, version))
 
 
 def parse_request_line(line: bytes, limits: Limits) -> RequestLine:

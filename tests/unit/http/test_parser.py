@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from pronghorn.http import (
@@ -178,8 +180,9 @@ def test_request_head_is_immutable() -> None:
         head.method = b"POST"  # type: ignore[misc]
 
 
-# Heads the whole-head match takes, and neighbours it must leave to the general path: parsed from one
-# chunk (the quick path, when it applies) and byte by byte (never the quick path), the outcome is the same.
+# Heads the whole-head scan (``_head.scan_head``) takes, and neighbours it must leave to the general
+# path: parsed from one chunk (the quick path, when it applies) and byte by byte (never the quick path),
+# the outcome is the same.
 QUICK_PATH_HEADS = [
     b"GET / HTTP/1.1\r\n\r\n",
     b"GET / HTTP/1.0\r\nHost: a\r\n\r\n",
@@ -205,6 +208,23 @@ QUICK_PATH_HEADS = [
     b"CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\n\r\n",
     b"GET /\x7f HTTP/1.1\r\n\r\n",
     b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+    b"GET /a#b#c HTTP/1.1\r\n\r\n",
+    b"GET /\x80 HTTP/1.1\r\n\r\n",
+    b"GET  / HTTP/1.1\r\n\r\n",
+    b"GET / HTTP/1.1 \r\n\r\n",
+    b"GET / HTTP/1.1\n\r\n\r\n",
+    b"GET / HTTP/1.1\r\n:\r\n\r\n",
+    b"GET / HTTP/1.1\r\nA\r\n\r\n",
+    b"GET / HTTP/1.1\r\nA:\rb\r\n\r\n",
+    b"GET / HTTP/1.1\r\nA:\x00\r\n\r\n",
+    b"GET / HTTP/1.1\r\nA:\x7f\r\n\r\n",
+    b"GET / HTTP/1.1\r\nA : 1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nA:\t\t\r\n\r\n",
+    b"GET / HTTP/1.1\r\nContent-Type: a\r\ncontent-type: b\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
+    b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /" + b"a" * 30 + b" HTTP/1.1\r\n" + b"X: " + b"b" * 30 + b"\r\n\r\n",
 ]
 
 
@@ -230,5 +250,72 @@ def _outcome(pieces: list[bytes], limits: Limits) -> object:
 
 @pytest.mark.parametrize("raw", QUICK_PATH_HEADS)
 @pytest.mark.parametrize("limits", [Limits(), Limits(max_request_line=14, max_header_count=1, max_header_field_size=20)])
-def test_the_whole_head_match_decides_as_the_general_path(raw: bytes, limits: Limits) -> None:
+def test_the_whole_head_scan_decides_as_the_general_path(raw: bytes, limits: Limits) -> None:
     assert _outcome([raw], limits) == _outcome([raw[i : i + 1] for i in range(len(raw))], limits)
+    # Pipelined behind another request: the scan starts in the middle of the buffer.
+    first = b"GET / HTTP/1.1\r\n\r\n"
+    assert _outcome_after(first, first + raw, limits) == _outcome_after(first, first, limits, then=raw)
+
+
+def _outcome_after(first: bytes, data: bytes, limits: Limits, then: bytes = b"") -> object:
+    """The outcome of the request after ``first``, given ``data`` at once and ``then`` byte by byte."""
+    parser = RequestParser(limits)
+    parser.feed(data)
+    assert isinstance(parser.next_event(), RequestHead)
+    assert isinstance(parser.next_event(), EndOfMessage)
+    parser.start_next_request()
+    head: object = None
+    body = b""
+    pending = [then[i : i + 1] for i in range(len(then))]
+    try:
+        while True:
+            event = parser.next_event()
+            if event is NEED_DATA:
+                if not pending:
+                    return head, body, "incomplete"
+                parser.feed(pending.pop(0))
+            elif isinstance(event, BodyData):
+                body += event.data
+            elif isinstance(event, EndOfMessage):
+                return head, body
+            else:
+                head = event
+    except ProtocolError as exc:
+        return head, body, type(exc), exc.respond
+
+
+_PIECES = [
+    b"GET", b"POST", b"get", b"PRI", b" ", b"  ", b"/", b"/a", b"?", b"#", b"*", b"%", b"\x80", b"\x7f", b"\t",
+    b" HTTP/1.1", b" HTTP/1.0", b" HTTP/2.0", b"\r\n", b"\n", b"\r", b"Host", b"X_Y", b"X-Y", b":", b": ", b"a",
+    b"\x00", b"Content-Length: 2", b"Transfer-Encoding: chunked", b"HOST: b",
+]
+
+
+def test_the_whole_head_scan_decides_as_the_general_path_on_generated_heads() -> None:
+    """Heads stitched from pieces around the usual shape (seeded), each decided both ways."""
+    rng = random.Random(20261205)
+    usual = [b"GET", b" ", b"/a?b#c", b" HTTP/1.1", b"\r\n", b"Host", b": ", b"a", b"\r\n"]
+    for _ in range(3000):
+        pieces = list(usual)
+        for _ in range(rng.randint(1, 3)):
+            where = rng.randrange(len(pieces) + 1)
+            if rng.random() < 0.5 and pieces:
+                pieces[min(where, len(pieces) - 1)] = rng.choice(_PIECES)
+            else:
+                pieces.insert(where, rng.choice(_PIECES))
+        raw = b"".join(pieces) + b"\r\n\r\nab"
+        limits = Limits() if rng.random() < 0.8 else Limits(max_request_line=12, max_header_count=1)
+        assert _outcome([raw], limits) == _outcome([raw[i : i + 1] for i in range(len(raw))], limits), raw
+
+
+def test_the_whole_head_scan_recognises_the_usual_head() -> None:
+    scan_head = pytest.importorskip("pronghorn.http._head", reason="built with the compiled modules").scan_head
+    raw = bytearray(b"xxPOST /a/b?x=1&y=?#frag HTTP/1.0\r\nHost:a\r\nX-Y:  \t v a \t\r\nE:\r\n\r\nbody")
+    assert scan_head(raw, 2) == (
+        64, b"POST", b"/a/b?x=1&y=?#frag", b"/a/b", b"x=1&y=?", b"frag", (1, 0),
+        [(b"HOST", b"a"), (b"X-Y", b"v a"), (b"E", b"")], 27,
+    )
+    assert scan_head(b"GET / HTTP/1.1\r\nHost: a\r\n", 0) is None  # not whole yet
+    assert scan_head(b"GET / HTTP/1.1\r\nX_Y: 1\r\n\r\n", 0) is False  # the general path decides
+    with pytest.raises(ValueError):
+        scan_head(b"GET", 4)

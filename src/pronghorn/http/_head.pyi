@@ -1,0 +1,3 @@
+from typing import Any, Literal
+
+def scan_head(buf: bytes | bytearray, start: int, /) -> tuple[Any, ...] | Literal[False] | None: ...
