@@ -1,17 +1,20 @@
 /* The parser's quick path for the usual request head, in C (pronghorn.http.parser uses it).
  *
- * scan_head(buf, start) looks at buf[start:] (bytes or bytearray) and returns:
+ * scan_head(buf, start, line_type, caps) looks at buf[start:] (bytes or bytearray) and returns:
  *   None   when no whole head has arrived yet (no CRLF CRLF);
  *   False  when the head is not the usual kind: the general parser then decides, as for any head;
- *   a tuple (head_end, method, target, path, query, fragment, version, fields, section_size)
- *          for a head made only of: a common method, an origin-form target (path, optional
- *          "?query", optional "#fragment"), "HTTP/1.0" or "HTTP/1.1", and field lines
- *          "name:value" whose name is a token without "_" and whose value holds only HTAB, SP,
- *          VCHAR and obs-text. Names come upper-cased, values without surrounding SP/HTAB.
+ *   (head_end, request_line, fields) for a head made only of: a common method, an origin-form
+ *          target (path, optional "?query", optional "#fragment"), "HTTP/1.0" or "HTTP/1.1", and
+ *          field lines "name:value" whose name is a token without "_" and whose value holds only
+ *          HTAB, SP, VCHAR and obs-text; within ``caps`` (max_request_line, max_field_section,
+ *          max_header_field_size, max_header_count: Limits.usual_head_caps) and with no repeated
+ *          Host, Content-Type or Content-Length. ``request_line`` is a ``line_type`` (the
+ *          RequestLine named tuple) of method, target, path, query, fragment and version; fields
+ *          are (NAME, value) pairs, names upper-cased, values without surrounding SP/HTAB.
  *
- * It only recognises; every limit and every decision about the fields stays in Python. The byte
- * classes are those of the general path, and a unit test holds every verdict to be the same as
- * the general path's fed byte by byte.
+ * It only recognises; what the fields mean is decided in Python. The byte classes are those of the
+ * general path, and unit tests hold every verdict to be the same as the general path's fed byte by
+ * byte.
  *
  * Bounds: every scanning loop stops at the CR of the CRLF CRLF found first (no class admits CR),
  * so no loop reads past it; fixed-length checks compare the bytes left before the head's end.
@@ -93,12 +96,48 @@ field_pair(const unsigned char *name, const unsigned char *name_end, const unsig
     return pair;
 }
 
+/* Which of the fields that may appear once a name is (0, 1, 2), or -1. */
+static int
+singleton_of(const unsigned char *name, Py_ssize_t length)
+{
+    static const char *const SINGLETONS[] = {"HOST", "CONTENT-TYPE", "CONTENT-LENGTH"};
+    for (int i = 0; i < 3; i++) {
+        if ((size_t)length == strlen(SINGLETONS[i])) {
+            Py_ssize_t j = 0;
+            while (j < length && (name[j] & ~0x20) == (SINGLETONS[i][j] & ~0x20)) {
+                j++;  /* letters compared without case; "-" (0x2d) and 0x0d never meet here */
+            }
+            if (j == length) {
+                return i;
+            }
+        }
+    }
+    return -1;
+}
+
+/* The request line as a ``line_type`` (a tuple subclass without fields of its own). */
+static PyObject *
+request_line(PyTypeObject *line_type, PyObject *items[6])
+{
+    PyObject *line = line_type->tp_alloc(line_type, 6);
+    if (line == NULL) {
+        for (int i = 0; i < 6; i++) {
+            Py_XDECREF(items[i]);
+        }
+        return NULL;
+    }
+    for (int i = 0; i < 6; i++) {
+        PyTuple_SET_ITEM(line, i, items[i]);
+    }
+    return line;
+}
+
 static PyObject *
 scan_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     state_t *state = PyModule_GetState(module);
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "scan_head(buf, start) takes two arguments");
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "scan_head(buf, start, line_type, caps) takes four arguments");
         return NULL;
     }
     const unsigned char *data;
@@ -121,6 +160,25 @@ scan_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "scan_head(): start out of range");
         return NULL;
     }
+    PyTypeObject *line_type = (PyTypeObject *)args[2];
+    if (!PyType_Check(args[2]) || !PyType_IsSubtype(line_type, &PyTuple_Type)
+        || line_type->tp_basicsize != PyTuple_Type.tp_basicsize) {
+        PyErr_SetString(PyExc_TypeError, "scan_head(): line_type must be a tuple subclass without fields");
+        return NULL;
+    }
+    Py_ssize_t caps[4];
+    if (!PyTuple_Check(args[3]) || PyTuple_GET_SIZE(args[3]) != 4) {
+        PyErr_SetString(PyExc_TypeError, "scan_head(): caps must be a tuple of four ints");
+        return NULL;
+    }
+    for (int i = 0; i < 4; i++) {
+        caps[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(args[3], i));
+        if (caps[i] == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    Py_ssize_t max_request_line = caps[0], max_field_section = caps[1], max_field_size = caps[2],
+               max_count = caps[3];
 
     const unsigned char *p = data + start;
     const unsigned char *blank = memmem(p, (size_t)(size - start), "\r\n\r\n", 4);
@@ -170,29 +228,41 @@ scan_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     const unsigned char *target_end = p;
 
-    /* SP "HTTP/1." ("0" / "1") CRLF */
+    /* SP "HTTP/1." ("0" / "1") CRLF, the whole line (CRLF aside) within max_request_line */
     if (head_end - p < 11 || memcmp(p, " HTTP/1.", 8) != 0 || (p[8] != '0' && p[8] != '1') || p[9] != '\r'
-        || p[10] != '\n') {
+        || p[10] != '\n' || (p + 9) - (data + start) > max_request_line) {
         Py_RETURN_FALSE;
     }
     int minor = p[8] - '0';
     p += 11;
 
     /* field lines, then the empty line at head_end - 2 */
-    const unsigned char *section = p;
     const unsigned char *section_end = head_end - 2;
+    if (section_end - p + 2 > max_field_section) {
+        Py_RETURN_FALSE;
+    }
+    /* A section no longer than one field may be holds no field over that size. */
+    if (section_end > p && section_end - p > max_field_size) {
+        Py_RETURN_FALSE;
+    }
     PyObject *fields = PyList_New(0);
     if (fields == NULL) {
         return NULL;
     }
+    int seen[3] = {0, 0, 0};
     while (p < section_end) {
         const unsigned char *name = p;
         while (IN_NAME[*p]) {
             p++;
         }
-        if (p == name || *p != ':') {
+        if (p == name || *p != ':' || PyList_GET_SIZE(fields) >= max_count) {
             Py_DECREF(fields);
             Py_RETURN_FALSE;
+        }
+        int singleton = singleton_of(name, p - name);
+        if (singleton >= 0 && seen[singleton]++) {
+            Py_DECREF(fields);
+            Py_RETURN_FALSE;  /* the general path refuses it, with its own words */
         }
         const unsigned char *name_end = p++;
         const unsigned char *value = p;
@@ -213,28 +283,26 @@ scan_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         p += 2;
     }
 
-    PyObject *target_bytes = bytes_of(target, target_end);
-    PyObject *path_bytes = NULL, *query_bytes = NULL, *fragment_bytes = NULL;
-    if (target_bytes != NULL) {
-        if (path_end == target_end) {
-            path_bytes = Py_NewRef(target_bytes);
-        } else {
-            path_bytes = bytes_of(target, path_end);
-        }
-        query_bytes = query != NULL ? bytes_of(query, query_end) : PyBytes_FromStringAndSize(NULL, 0);
-        fragment_bytes = fragment != NULL ? bytes_of(fragment, fragment_end) : PyBytes_FromStringAndSize(NULL, 0);
+    PyObject *items[6] = {Py_NewRef(state->methods[method]), bytes_of(target, target_end), NULL, NULL, NULL,
+                          Py_NewRef(state->versions[minor])};
+    if (items[1] != NULL) {
+        items[2] = path_end == target_end ? Py_NewRef(items[1]) : bytes_of(target, path_end);
+        items[3] = query != NULL ? bytes_of(query, query_end) : PyBytes_FromStringAndSize(NULL, 0);
+        items[4] = fragment != NULL ? bytes_of(fragment, fragment_end) : PyBytes_FromStringAndSize(NULL, 0);
     }
-    if (target_bytes == NULL || path_bytes == NULL || query_bytes == NULL || fragment_bytes == NULL) {
-        Py_XDECREF(target_bytes);
-        Py_XDECREF(path_bytes);
-        Py_XDECREF(query_bytes);
-        Py_XDECREF(fragment_bytes);
+    if (items[1] == NULL || items[2] == NULL || items[3] == NULL || items[4] == NULL) {
+        for (int i = 0; i < 6; i++) {
+            Py_XDECREF(items[i]);
+        }
         Py_DECREF(fields);
         return NULL;
     }
-    return Py_BuildValue(
-        "(nONNNNONn)", (Py_ssize_t)(head_end - data), state->methods[method], target_bytes, path_bytes,
-        query_bytes, fragment_bytes, state->versions[minor], fields, (Py_ssize_t)(section_end - section));
+    PyObject *line = request_line(line_type, items);
+    if (line == NULL) {
+        Py_DECREF(fields);
+        return NULL;
+    }
+    return Py_BuildValue("(nNN)", (Py_ssize_t)(head_end - data), line, fields);
 }
 
 static int
@@ -282,7 +350,7 @@ module_clear(PyObject *module)
 
 static PyMethodDef methods[] = {
     {"scan_head", (PyCFunction)(void (*)(void))scan_head, METH_FASTCALL,
-     "scan_head(buf, start): the usual request head's parts, False for any other head, None if incomplete."},
+     "scan_head(buf, start, line_type, caps): the usual request head's parts, False for any other head, None if incomplete."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,3 +1,5 @@
 from typing import Any, Literal
 
-def scan_head(buf: bytes | bytearray, start: int, /) -> tuple[Any, ...] | Literal[False] | None: ...
+def scan_head(
+    buf: bytes | bytearray, start: int, line_type: type, caps: tuple[int, int, int, int], /
+) -> tuple[Any, ...] | Literal[False] | None: ...

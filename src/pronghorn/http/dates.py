@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+from time import time as _time  # a module global: no attribute look-up per call
 from typing import Final
 
 _DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -24,13 +25,25 @@ def http_date(timestamp: float | None = None) -> str:
     return _format_date(int(time.time() if timestamp is None else timestamp))
 
 
-_date_line: tuple[int, bytes] = (-1, b"")
+class _DateLine:
+    """The current Date line and its second, in native attributes (a module global would be a dict
+    look-up and a store each)."""
+
+    __slots__ = ("second", "line")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.line = b""
+
+
+_DATE_LINE: Final = _DateLine()
 
 
 def http_date_line() -> bytes:
     """``b"Date: <IMF-fixdate>\\r\\n"`` for now; rebuilt once a second (one per response otherwise)."""
-    global _date_line
-    now = int(time.time())
-    if _date_line[0] != now:
-        _date_line = (now, f"Date: {_format_date(now)}\r\n".encode("ascii"))
-    return _date_line[1]
+    now = int(_time())
+    cached = _DATE_LINE
+    if cached.second != now:
+        cached.line = f"Date: {_format_date(now)}\r\n".encode("ascii")
+        cached.second = now
+    return cached.line

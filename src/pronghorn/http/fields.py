@@ -218,14 +218,9 @@ def split_plain_fields(block: bytes, limits: Limits) -> list[tuple[bytes, bytes]
     for line in lines:
         name, _, value = line.partition(b":")
         fields.append((name.upper(), value.strip(OWS)))
-    if count > 1 and repeats_a_singleton(fields):
-        return None
+    if count > 1 and len(dict(fields)) != count:  # some name repeats: is it a singleton?
+        names = [name for name, _ in fields]
+        for singleton in _SINGLETONS:
+            if names.count(singleton) > 1:
+                return None
     return fields
-
-
-def repeats_a_singleton(fields: list[tuple[bytes, bytes]]) -> bool:
-    """Whether a field that may appear once (Host, Content-Type, Content-Length) appears again."""
-    if len(dict(fields)) == len(fields):
-        return False  # no name repeats
-    names = [name for name, _ in fields]
-    return any(names.count(singleton) > 1 for singleton in _SINGLETONS)

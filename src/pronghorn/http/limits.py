@@ -70,9 +70,9 @@ class Limits:
         "max_request_line", "max_header_count", "max_header_field_size", "max_chunk_extension", "max_body_size",
         "permit_obsolete_folding", "strip_header_spaces", "permit_unconventional_method",
         "permit_unconventional_version", "casefold_method", "header_map", "underscore_names_allowed",
-        "require_host", "max_field_section", "field_rules",
+        "require_host", "max_field_section", "field_rules", "usual_head_caps",
     )
-    _FIELDS: Final = __slots__[:13]  # the constructor's; the last two are derived from them
+    _FIELDS: Final = __slots__[:13]  # the constructor's; the last three are derived from them
 
     max_request_line: int
     max_header_count: int
@@ -89,6 +89,7 @@ class Limits:
     require_host: bool
     max_field_section: int
     field_rules: tuple[int, int, bool, bool, HeaderMap, frozenset[bytes], bool]
+    usual_head_caps: tuple[int, int, int, int]
 
     def __init__(
         self,
@@ -113,16 +114,20 @@ class Limits:
         allowed = frozenset(name.upper() for name in underscore_names_allowed)
         count = _clamp_header_count(max_header_count)
         size = _clamp_field_size(max_header_field_size)
+        line = _clamp_request_line(max_request_line)
+        section = count * (size + 2) + 4  # byte cap for a whole header (or trailer) section, final CRLF included
         values = (
-            _clamp_request_line(max_request_line), count, size, _clamp_chunk_extension(max_chunk_extension),
+            line, count, size, _clamp_chunk_extension(max_chunk_extension),
             max_body_size, permit_obsolete_folding, strip_header_spaces, permit_unconventional_method,
             permit_unconventional_version, casefold_method, header_map, allowed, require_host,
-            # Byte cap for a whole header (or trailer) section, final CRLF included.
-            count * (size + 2) + 4,
+            section,
             # What ``parse_field_lines`` reads on every call, in one attribute: count and size caps,
             # folding, name stripping, ``header_map``, underscore names allowed, and whether all are.
             (count, size, permit_obsolete_folding, strip_header_spaces, header_map, allowed, b"*" in allowed),
+            # What the parser's quick path (``_head.scan_head``) checks, in one attribute.
+            (line, section, size, count),
         )
+
         for name, value in zip(self.__slots__, values):
             object.__setattr__(self, name, value)
 

@@ -60,13 +60,13 @@ from typing import Any, Callable, Final, Literal
 from .body import ChunkedReader, LengthReader, take
 from .errors import IncompleteMessage, InvalidRequestLine, LimitRequestBody, LimitRequestLine, ProtocolError
 from .events import CONNECTION_CLOSED, END_OF_MESSAGE, NEED_DATA, BodyData, EndOfMessage, Event, RequestHead
-from .fields import FieldSectionScanner, parse_field_lines, repeats_a_singleton
+from .fields import FieldSectionScanner, parse_field_lines
 from .framing import build_request_head
 from .limits import Limits
-from .request_line import RequestLine, parse_request_line, usual_request_line
+from .request_line import RequestLine, parse_request_line
 
 # C, built with the compiled modules (setup.py); without it every head takes the general path.
-scan_head: Callable[[bytes | bytearray, int], tuple[Any, ...] | Literal[False] | None] | None
+scan_head: Callable[[bytes | bytearray, int, type, tuple[int, int, int, int]], tuple[Any, ...] | Literal[False] | None] | None
 try:
     from ._head import scan_head
 except ImportError:  # pragma: no cover - an install without a compiler
@@ -341,20 +341,18 @@ class RequestParser:
         the held chunk or of the buffer: the same steps as the incremental path in one go. Anything
         unusual returns None and that path decides, so verdicts never depend on which path ran."""
         if scan_head is not None:
-            scanned = scan_head(buf, start)
+            scanned = scan_head(buf, start, RequestLine, limits.usual_head_caps)
             if scanned is None:
                 return None  # not whole yet
             if scanned is not False:
-                head = _usual_head(scanned, limits)
-                if head is not None:
-                    head_end = scanned[0]
-                    if isinstance(buf, bytearray):
-                        del buf[:head_end]
-                    elif head_end >= len(buf):
-                        self._chunk = None
-                    else:
-                        self._chunk_pos = head_end
-                    return self._start_body(head)
+                head_end, request_line, fields = scanned
+                if isinstance(buf, bytearray):
+                    del buf[:head_end]
+                elif head_end >= len(buf):
+                    self._chunk = None
+                else:
+                    self._chunk_pos = head_end
+                return self._start_body(build_request_head(request_line, fields, limits))
         end = buf.find(b"\r\n\r\n", start)
         if end == -1:
             return None
@@ -394,18 +392,3 @@ class RequestParser:
         return head
 
 
-def _usual_head(scanned: tuple[Any, ...], limits: Limits) -> RequestHead | None:
-    """The head from what ``scan_head`` recognised; None past a limit or with a repeated singleton
-    field (then the general path decides, as for any other head)."""
-    head_end, method, target, path, query, fragment, version, fields, section_size = scanned
-    # The request line without CRLF is the method, the target and 10 bytes (two SP, "HTTP/1.x").
-    if len(method) + len(target) + 10 > limits.max_request_line or section_size + 2 > limits.max_field_section:
-        return None
-    if fields and (
-        # A section no longer than one field may be holds no field over that size.
-        section_size > limits.max_header_field_size
-        or len(fields) > limits.max_header_count
-        or (len(fields) > 1 and repeats_a_singleton(fields))
-    ):
-        return None
-    return build_request_head(usual_request_line(method, target, path, query, fragment, version), fields, limits)

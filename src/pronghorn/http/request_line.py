@@ -40,16 +40,6 @@ class RequestLine(NamedTuple):
 
 _new_line: Final = tuple.__new__  # builds the named tuple in C, skipping its Python-level __new__
 
-# The usual request line in one compiled match: a common method, an origin-form target of visible
-# ASCII (groups: the target; its path up to the first "?" or "#"; the query up to the first "#";
-# the fragment, as ``_split_path`` splits them) and HTTP/1.1 or HTTP/1.0 (group: the minor digit).
-# A line it does not match goes through ``parse_request_line``, which decides.
-def usual_request_line(
-    method: bytes, target: bytes, path: bytes, query: bytes, fragment: bytes, version: tuple[int, int],
-) -> RequestLine:
-    """The request line from the parts the parser's quick path (``_head.scan_head``) recognised."""
-    return _new_line(RequestLine, (method, target, path, query, fragment, version))
-
 
 def parse_request_line(line: bytes, limits: Limits) -> RequestLine:
     # RFC 9112 section 3: request-line = method SP request-target SP HTTP-version.

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections import deque
 from typing import Protocol
 
 WAKE_INTERVAL = 0.001  # while jobs wait, another thread is woken this often
@@ -52,7 +51,9 @@ class AppThreads:
         self.count = count
         self.name = name
         self.loop = loop
-        self.jobs: deque[PoolJob] = deque()
+        # Plain lists, not deques: compiled, their append and pop(0) are direct calls (a deque's are
+        # method look-ups); pop(0) moves the rest, at most ``worker_connections`` pointers.
+        self.jobs: list[PoolJob] = []
         self.lock = threading.Lock()  # guards ``awake`` and ``parked`` (a thread parking vs. a waker)
         self.awake = 0  # threads running or about to take a job
         self.parked: list[_Parking] = []
@@ -62,7 +63,7 @@ class AppThreads:
         self.wake_scheduled = False  # a _wake_after_pass is scheduled on the loop
         self.finished = 0  # jobs finished (by the threads; a lost increment only delays a wake-up)
         self.finished_at_check = 0
-        self.done: deque[tuple[PoolJob, bool]] = deque()
+        self.done: list[tuple[PoolJob, bool]] = []
         self.wake_pending = False  # a call to _collect is already scheduled on the loop
 
     # --- the loop's side ---
@@ -122,7 +123,7 @@ class AppThreads:
         self.wake_pending = False
         done = self.done
         while done:
-            job, result = done.popleft()
+            job, result = done.pop(0)
             job.finished_on_loop(result)
 
     def shutdown(self) -> None:
@@ -151,7 +152,7 @@ class AppThreads:
         done = self.done
         while not self.stopping:
             try:
-                job = jobs.popleft()
+                job = jobs.pop(0)
             except IndexError:
                 if self._park(parking):
                     parking.lock.acquire()  # until a waker (or shutdown) releases it

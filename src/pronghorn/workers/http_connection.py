@@ -12,7 +12,7 @@ It knows its worker through the worker's ``WorkerLoop``; unit tests drive it wit
 from __future__ import annotations
 
 import asyncio
-import time
+from time import monotonic  # a module global: no attribute look-up per call
 from typing import TYPE_CHECKING, Any, cast
 
 from pronghorn.apps.wsgi import NO_BODY, BytesBody, ClientDisconnected
@@ -69,7 +69,7 @@ class HttpConnection(asyncio.Protocol):
         self.parked = False  # its response waits for the client to take what was written
         self.closing = False
         self.reading_paused = False
-        self.deadline = time.monotonic() + host.header_timeout
+        self.deadline = monotonic() + host.header_timeout
         self.started = 0.0  # when the running request was dispatched (moved on by the time it was parked)
         self.parked_since = 0.0
         self.claim = claim  # on an app thread, until the first request runs (see ``Admission``)
@@ -161,7 +161,7 @@ class HttpConnection(asyncio.Protocol):
                 if not isinstance(self.body, SpooledBody):
                     self.body = SpooledBody(host.tmp_upload_dir)
                 self.body.write(event.data)  # type: ignore[union-attr]
-                self.deadline = time.monotonic() + host.header_timeout
+                self.deadline = monotonic() + host.header_timeout
             elif event_type is RequestHead:
                 self.head = event  # type: ignore[assignment]
                 if event.expect_continue:  # type: ignore[union-attr]
@@ -176,7 +176,7 @@ class HttpConnection(asyncio.Protocol):
                     if not self.dispatch():
                         return
                     continue
-                self.deadline = time.monotonic() + host.header_timeout
+                self.deadline = monotonic() + host.header_timeout
             elif event_type is EndOfMessage:
                 if not self.dispatch():
                     return
@@ -215,7 +215,7 @@ class HttpConnection(asyncio.Protocol):
             return False
         self.sink = sink
         self.busy = True
-        self.started = time.monotonic()
+        self.started = monotonic()
         self.claim.settle()
         if sink is None:
             return self.run_inline()
@@ -258,7 +258,7 @@ class HttpConnection(asyncio.Protocol):
     def park(self) -> None:
         """The response waits for the client; ``output_ready`` resumes it (at once if it can go on)."""
         self.parked = True
-        now = time.monotonic()
+        now = monotonic()
         self.parked_since = now
         stall = self.host.stall_timeout
         self.deadline = now + stall if stall else float("inf")
@@ -272,7 +272,7 @@ class HttpConnection(asyncio.Protocol):
         if not self.parked:
             return
         self.parked = False
-        self.started += time.monotonic() - self.parked_since  # request_timeout counts the app's time
+        self.started += monotonic() - self.parked_since  # request_timeout counts the app's time
         if self.sink is None:
             if self.run_inline():
                 self.process()
@@ -305,7 +305,7 @@ class HttpConnection(asyncio.Protocol):
         self.parser.start_next_request()
         # A stopping worker still answers a request already on its way (with "Connection: close").
         keepalive = self.host.keepalive
-        self.deadline = time.monotonic() + (keepalive if host.alive else min(keepalive, STOP_LINGER))
+        self.deadline = monotonic() + (keepalive if host.alive else min(keepalive, STOP_LINGER))
         if self.reading_paused:
             self.reading_paused = False
             self.transport.resume_reading()

@@ -12,7 +12,7 @@ import asyncio
 import os
 import signal
 import socket
-import time
+from time import monotonic, thread_time  # module globals: no attribute look-up per call
 from types import FrameType
 from typing import Any, Protocol
 
@@ -78,8 +78,8 @@ class WorkerLoop:
         self.max_requests = worker.max_requests
         self.marked_busy = False  # siblings see this worker busy until the end of the loop's pass
         # _offer_core's window: since when, and the loop thread's CPU time then
-        self.window_started = time.monotonic()
-        self.window_cpu = time.thread_time()
+        self.window_started = monotonic()
+        self.window_cpu = thread_time()
         self.running_inline: Exchange | None = None  # the request the loop's own thread is running
         self.aborting = False  # the master aborted the worker: leave once the running request is answered
 
@@ -131,10 +131,10 @@ class WorkerLoop:
         # of ``YIELD_AFTER`` of uninterrupted work are out keeps that wait short (p99 5 ms -> 1.5 ms
         # measured). Only then: a worker that sleeps between requests is woken ahead of busy
         # processes, and giving the core away would only make it wait for them.
-        now = time.monotonic()
+        now = monotonic()
         elapsed = now - self.window_started
         if elapsed > YIELD_AFTER:
-            cpu = time.thread_time()
+            cpu = thread_time()
             busy = cpu - self.window_cpu
             self.window_started = now
             self.window_cpu = cpu
@@ -176,7 +176,7 @@ class WorkerLoop:
         previous: Any = None
         if limit:
             previous = signal.signal(signal.SIGALRM, self._request_timed_out)
-            signal.setitimer(signal.ITIMER_REAL, max(0.001, limit - (time.monotonic() - started)))
+            signal.setitimer(signal.ITIMER_REAL, max(0.001, limit - (monotonic() - started)))
         try:
             return exchange.step()
         except (RequestTimedOut, WorkerAborted):  # raised outside the app (a hook, the access log)

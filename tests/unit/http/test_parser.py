@@ -21,6 +21,7 @@ from pronghorn.http import (
     RequestHead,
     RequestParser,
 )
+from pronghorn.http.request_line import RequestLine
 
 GET = b"GET /one HTTP/1.1\r\nHost: h\r\n\r\n"
 POST = b"POST /two HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
@@ -310,12 +311,19 @@ def test_the_whole_head_scan_decides_as_the_general_path_on_generated_heads() ->
 
 def test_the_whole_head_scan_recognises_the_usual_head() -> None:
     scan_head = pytest.importorskip("pronghorn.http._head", reason="built with the compiled modules").scan_head
+    caps = Limits().usual_head_caps
     raw = bytearray(b"xxPOST /a/b?x=1&y=?#frag HTTP/1.0\r\nHost:a\r\nX-Y:  \t v a \t\r\nE:\r\n\r\nbody")
-    assert scan_head(raw, 2) == (
-        64, b"POST", b"/a/b?x=1&y=?#frag", b"/a/b", b"x=1&y=?", b"frag", (1, 0),
-        [(b"HOST", b"a"), (b"X-Y", b"v a"), (b"E", b"")], 27,
-    )
-    assert scan_head(b"GET / HTTP/1.1\r\nHost: a\r\n", 0) is None  # not whole yet
-    assert scan_head(b"GET / HTTP/1.1\r\nX_Y: 1\r\n\r\n", 0) is False  # the general path decides
+    head_end, line, fields = scan_head(raw, 2, RequestLine, caps)
+    assert head_end == 64 and type(line) is RequestLine
+    assert line == (b"POST", b"/a/b?x=1&y=?#frag", b"/a/b", b"x=1&y=?", b"frag", (1, 0))
+    assert fields == [(b"HOST", b"a"), (b"X-Y", b"v a"), (b"E", b"")]
+    assert scan_head(b"GET / HTTP/1.1\r\nHost: a\r\n", 0, RequestLine, caps) is None  # not whole yet
+    # The general path decides: a name with "_", a repeated Host, a line over the cap.
+    assert scan_head(b"GET / HTTP/1.1\r\nX_Y: 1\r\n\r\n", 0, RequestLine, caps) is False
+    assert scan_head(b"GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", 0, RequestLine, caps) is False
+    assert scan_head(b"GET / HTTP/1.1\r\n\r\n", 0, RequestLine, Limits(max_request_line=13).usual_head_caps) is False
+    assert scan_head(b"GET / HTTP/1.1\r\n\r\n", 0, RequestLine, Limits(max_request_line=14).usual_head_caps)
     with pytest.raises(ValueError):
-        scan_head(b"GET", 4)
+        scan_head(b"GET", 4, RequestLine, caps)
+    with pytest.raises(TypeError):
+        scan_head(b"GET / HTTP/1.1\r\n\r\n", 0, dict, caps)
