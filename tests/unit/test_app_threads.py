@@ -8,7 +8,10 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
+
 from pronghorn.workers.app_threads import AppThreads
+from pronghorn.workers.gthread import new_event_loop
 
 
 class Job:
@@ -74,3 +77,68 @@ def test_shutdown_ends_parked_threads() -> None:
     for thread in pool.threads:
         thread.join(timeout=5)
         assert not thread.is_alive()
+
+
+def test_an_answer_does_not_wait_for_the_blocking_job_its_thread_took_next() -> None:
+    # One thread, a quick job then one that blocks for 0.5 s: the thread goes on into the second
+    # without waking the loop, and the loop's check still collects the first within milliseconds.
+    loop = asyncio.new_event_loop()
+    pool = AppThreads(1, "test-app", loop)
+    finished: list[Job] = []
+    quick, slow = Job(lambda: None, finished), Job(lambda: time.sleep(0.5), finished)
+    collected_after: list[float] = []
+
+    async def main() -> None:
+        started = time.monotonic()
+        pool.submit(quick)
+        pool.submit(slow)
+        while quick not in finished and time.monotonic() - started < 5:
+            await asyncio.sleep(0.001)
+        collected_after.append(time.monotonic() - started)
+        while slow not in finished and time.monotonic() - started < 5:
+            await asyncio.sleep(0.005)
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        pool.shutdown()
+        loop.close()
+    assert finished == [quick, slow]
+    assert collected_after[0] < 0.25, collected_after
+
+
+class HandingJob:
+    """Hands something to the loop with call_soon_threadsafe while it runs, as a streamed response does."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, events: list[str], index: int) -> None:
+        self.loop, self.events, self.index = loop, events, index
+
+    def run_on_thread(self) -> bool:
+        self.loop.call_soon_threadsafe(self.events.append, f"handed {self.index}")
+        return True
+
+    def finished_on_loop(self, result: bool) -> None:
+        self.events.append(f"finished {self.index}")
+
+
+@pytest.mark.parametrize("make_loop", [asyncio.new_event_loop, new_event_loop], ids=["asyncio", "worker's loop"])
+def test_a_job_comes_back_after_what_it_handed_over(make_loop: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    # A streamed response's last bytes come back with its job: they must follow the chunks it handed
+    # over before, whichever way the loop is woken.
+    loop = make_loop()
+    pool = AppThreads(2, "test-app", loop)
+    events: list[str] = []
+
+    async def main() -> None:
+        for index in range(1000):
+            pool.submit(HandingJob(loop, events, index))
+            started = time.monotonic()
+            while f"finished {index}" not in events and time.monotonic() - started < 5:
+                await asyncio.sleep(0)
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        pool.shutdown()
+        loop.close()
+    assert events == [event for index in range(1000) for event in (f"handed {index}", f"finished {index}")]

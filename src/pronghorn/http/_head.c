@@ -16,6 +16,9 @@
  * general path, and unit tests hold every verdict to be the same as the general path's fed byte by
  * byte.
  *
+ * new_tuple(type, *items) makes a named tuple as tuple.__new__(type, items) does, without first
+ * building the tuple of items (the parser makes one RequestHead per request).
+ *
  * Bounds: every scanning loop stops at the CR of the CRLF CRLF found first (no class admits CR),
  * so no loop reads past it; fixed-length checks compare the bytes left before the head's end.
  */
@@ -115,21 +118,50 @@ singleton_of(const unsigned char *name, Py_ssize_t length)
     return -1;
 }
 
-/* The request line as a ``line_type`` (a tuple subclass without fields of its own). */
-static PyObject *
-request_line(PyTypeObject *line_type, PyObject *items[6])
+/* Whether ``type`` is a tuple subclass without fields of its own (a named tuple). */
+static int
+is_plain_tuple_type(PyObject *type)
 {
-    PyObject *line = line_type->tp_alloc(line_type, 6);
-    if (line == NULL) {
-        for (int i = 0; i < 6; i++) {
+    return PyType_Check(type) && PyType_IsSubtype((PyTypeObject *)type, &PyTuple_Type)
+           && ((PyTypeObject *)type)->tp_basicsize == PyTuple_Type.tp_basicsize;
+}
+
+/* A ``type`` instance holding ``items`` (references stolen, also on failure). */
+static PyObject *
+tuple_of(PyTypeObject *type, PyObject **items, Py_ssize_t count)
+{
+    PyObject *made = type->tp_alloc(type, count);
+    if (made == NULL) {
+        for (Py_ssize_t i = 0; i < count; i++) {
             Py_XDECREF(items[i]);
         }
         return NULL;
     }
-    for (int i = 0; i < 6; i++) {
-        PyTuple_SET_ITEM(line, i, items[i]);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyTuple_SET_ITEM(made, i, items[i]);
     }
-    return line;
+    return made;
+}
+
+/* new_tuple(type, *items): ``tuple.__new__(type, items)`` without building ``items`` first. */
+static PyObject *
+new_tuple(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs < 1 || !is_plain_tuple_type(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "new_tuple() needs a tuple subclass without fields first");
+        return NULL;
+    }
+    PyObject *items[32];
+    Py_ssize_t count = nargs - 1;
+    if (count > 32) {
+        PyErr_SetString(PyExc_TypeError, "new_tuple() takes at most 32 items");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        items[i] = Py_NewRef(args[i + 1]);
+    }
+    return tuple_of((PyTypeObject *)args[0], items, count);
 }
 
 static PyObject *
@@ -161,8 +193,7 @@ scan_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyTypeObject *line_type = (PyTypeObject *)args[2];
-    if (!PyType_Check(args[2]) || !PyType_IsSubtype(line_type, &PyTuple_Type)
-        || line_type->tp_basicsize != PyTuple_Type.tp_basicsize) {
+    if (!is_plain_tuple_type(args[2])) {
         PyErr_SetString(PyExc_TypeError, "scan_head(): line_type must be a tuple subclass without fields");
         return NULL;
     }
@@ -297,7 +328,7 @@ scan_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(fields);
         return NULL;
     }
-    PyObject *line = request_line(line_type, items);
+    PyObject *line = tuple_of(line_type, items, 6);
     if (line == NULL) {
         Py_DECREF(fields);
         return NULL;
@@ -349,6 +380,8 @@ module_clear(PyObject *module)
 }
 
 static PyMethodDef methods[] = {
+    {"new_tuple", (PyCFunction)(void (*)(void))new_tuple, METH_FASTCALL,
+     "new_tuple(type, *items): tuple.__new__(type, items) for a named tuple, without the items tuple."},
     {"scan_head", (PyCFunction)(void (*)(void))scan_head, METH_FASTCALL,
      "scan_head(buf, start, line_type, caps): the usual request head's parts, False for any other head, None if incomplete."},
     {NULL, NULL, 0, NULL},

@@ -8,7 +8,7 @@ Expect field and the optional Host requirement.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Callable, Final
 
 from .errors import ExpectationFailed, InvalidHeader, UnsupportedTransferCoding, show
 from .events import RequestHead
@@ -21,8 +21,21 @@ _TRANSFER_ENCODING: Final = b"TRANSFER-ENCODING"
 _CONNECTION: Final = b"CONNECTION"
 _EXPECT: Final = b"EXPECT"
 _HOST: Final = b"HOST"
-_new_head: Final = tuple.__new__
 _INTERESTING: Final = frozenset({_CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _EXPECT, _HOST})
+
+
+def _tuple_new(cls: type, *items: object) -> Any:
+    return tuple.__new__(cls, items)
+
+
+# One RequestHead per request: made in C where the parser's C module is built (no tuple of the items
+# first, no Python-level __new__), else with tuple.__new__.
+_new_tuple: Callable[..., Any]
+try:
+    from ._head import new_tuple as _new_tuple
+except ImportError:  # pragma: no cover - an install without a compiler
+    _new_tuple = _tuple_new
+
 # Codings we can pass through undecoded ahead of chunked (Gunicorn: force close).
 _COMPRESSION_CODINGS: Final = frozenset({b"compress", b"deflate", b"gzip"})
 
@@ -93,11 +106,11 @@ def build_request_head(
         keep_alive = False
 
     method, target, path, query, fragment, _ = line
-    # tuple.__new__ builds the named tuple in C (its generated __new__ is Python): one per request.
-    return _new_head(
-        RequestHead,
-        (method, target, path, query, fragment, version, tuple(fields), keep_alive, expect_continue, content_length, chunked),
+    head: RequestHead = _new_tuple(
+        RequestHead, method, target, path, query, fragment, version, tuple(fields), keep_alive, expect_continue,
+        content_length, chunked,
     )
+    return head
 
 
 def _has_option(value: bytes, option: bytes) -> bool:

@@ -2,28 +2,32 @@
 
 How this works: the loop appends jobs to a queue; threads take them in order. Handing work to a
 thread costs a wake-up and, because of the GIL, a switch to that thread and back, which is more
-than a hello-world request itself. So the pool wakes threads sparingly:
+than a hello-world request itself. So the pool crosses between threads sparingly:
 
 * A job submitted while some thread is awake is left for it: an awake thread takes the next job as
   soon as it is done with its current one, without sleeping in between. Under load a burst of
   requests read in one pass of the loop is run by one thread, one after the other, at the cost of
   one wake-up, and the loop collects the answers at the cost of one more.
 * A thread blocked in the app (waiting on a database, sleeping) must not hold up the jobs behind it,
-  so while jobs wait, a check every ``WAKE_INTERVAL`` wakes one more thread (up to ``count``) if no
-  job finished since the last check: the awake threads are all blocked. Apps that block get all
-  their threads within a few milliseconds of a burst; apps that do not are run by as few threads as
-  keep up, instead of several contending for the GIL.
-* A finished job goes on a done queue; a thread wakes the loop only if no wake-up is already on its
-  way, so one wake-up returns many finished jobs.
+  so while jobs are out, a check every ``WAKE_INTERVAL`` wakes one more thread (up to ``count``) if
+  jobs wait and none finished since the last check: the awake threads are all blocked. Apps that
+  block get all their threads within a few milliseconds of a burst; apps that do not are run by as
+  few threads as keep up, instead of several contending for the GIL.
+* A finished job goes on a done list. A thread tells the loop once it finds no job left, not after
+  each job: woken earlier, the loop would only wait for the GIL the thread holds. It tells it through
+  an eventfd written with the GIL released, so the loop, woken, runs at once instead of waiting for
+  the thread to park. Finished jobs of a thread that went on into a job that blocks are collected by
+  the same check, so an answer waits at most ``WAKE_INTERVAL`` for the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import Protocol
 
-WAKE_INTERVAL = 0.001  # while jobs wait, another thread is woken this often
+WAKE_INTERVAL = 0.001  # while jobs are out, finished ones are collected and blocked threads helped this often
 
 
 class PoolJob(Protocol):
@@ -59,46 +63,53 @@ class AppThreads:
         self.parked: list[_Parking] = []
         self.threads: list[threading.Thread] = []
         self.stopping = False
+        self.out = 0  # jobs submitted and not collected yet (the loop's count)
         self.check_scheduled = False
         self.wake_scheduled = False  # a _wake_after_pass is scheduled on the loop
         self.finished = 0  # jobs finished (by the threads; a lost increment only delays a wake-up)
         self.finished_at_check = 0
         self.done: list[tuple[PoolJob, bool]] = []
-        self.wake_pending = False  # a call to _collect is already scheduled on the loop
+        self.told = False  # the loop has been told of finished jobs and has not collected them yet
+        # Where threads tell the loop: an eventfd, written with the GIL released (see the module doc).
+        self.doorbell = -1
+        if hasattr(os, "eventfd"):
+            self.doorbell = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            loop.add_reader(self.doorbell, self._answer_doorbell)
 
     # --- the loop's side ---
 
     def submit(self, job: PoolJob) -> None:
         self.jobs.append(job)
+        self.out += 1
         if self.awake == 0:
             # Woken once the loop's pass is over: a thread woken now would take the GIL whenever the
             # loop releases it (around each read of the pass) and the loop would wait to get it back.
             if not self.wake_scheduled:
                 self.wake_scheduled = True
                 self.loop.call_soon(self._wake_after_pass)
-        elif not self.check_scheduled and self.awake < self.count:
+        if not self.check_scheduled:
             self._schedule_check()
 
     def _wake_after_pass(self) -> None:
         self.wake_scheduled = False
         if self.jobs and self.awake == 0 and not self.stopping:
             self._wake_one()
-        if self.jobs and not self.check_scheduled and self.awake < self.count:
-            self._schedule_check()
 
     def _schedule_check(self) -> None:
         self.check_scheduled = True
         self.finished_at_check = self.finished
-        self.loop.call_later(WAKE_INTERVAL, self._check_waiting)
+        self.loop.call_later(WAKE_INTERVAL, self._check)
 
-    def _check_waiting(self) -> None:
-        """Jobs still waiting and none finished meanwhile: the awake threads are blocked in the app."""
+    def _check(self) -> None:
+        """While jobs are out: collect what finished, and help threads that are all blocked."""
         self.check_scheduled = False
-        if not self.jobs or self.stopping:
+        if self.stopping:
             return
-        if self.finished == self.finished_at_check:
-            self._wake_one()
-        if self.awake < self.count:
+        if self.done:  # finished before its thread went on into a job that is still running
+            self.loop.call_soon(self._collect)
+        if self.jobs and self.finished == self.finished_at_check:
+            self._wake_one()  # jobs wait and none finished meanwhile: the awake threads are blocked
+        if self.out:
             self._schedule_check()
 
     def _wake_one(self) -> None:
@@ -118,12 +129,22 @@ class AppThreads:
         self.threads.append(thread)
         thread.start()
 
+    def _answer_doorbell(self) -> None:
+        try:
+            os.eventfd_read(self.doorbell)
+        except BlockingIOError:
+            pass
+        # Through the ready queue: behind what the threads handed over before with
+        # call_soon_threadsafe (a streamed response's earlier chunks), which its end must follow.
+        self.loop.call_soon(self._collect)
+
     def _collect(self) -> None:
-        # Cleared before draining: a job finishing from here on schedules another call.
-        self.wake_pending = False
+        # Cleared before taking the list: a job finishing from here on tells the loop again.
+        self.told = False
         done = self.done
         while done:
             job, result = done.pop(0)
+            self.out -= 1
             job.finished_on_loop(result)
 
     def shutdown(self) -> None:
@@ -132,6 +153,12 @@ class AppThreads:
         self.jobs.clear()
         with self.lock:
             parked, self.parked = self.parked, []
+            running = self.awake
+        if self.doorbell >= 0:
+            self.loop.remove_reader(self.doorbell)
+            if not running:  # else a thread still in a job may ring it: it closes with the process
+                os.close(self.doorbell)
+            self.doorbell = -1
         for parking in parked:
             parking.lock.release()
 
@@ -146,6 +173,19 @@ class AppThreads:
             self.parked.append(parking)
             return True
 
+    def _tell_loop(self) -> bool:
+        """Finished jobs wait: wake the loop (False if it is closed, the worker exiting)."""
+        self.told = True
+        doorbell = self.doorbell
+        try:
+            if doorbell >= 0:
+                os.eventfd_write(doorbell, 1)  # releases the GIL: the woken loop can run at once
+            else:
+                self.loop.call_soon_threadsafe(self._collect)
+        except (OSError, RuntimeError):  # closed: the worker is exiting
+            return False
+        return True
+
     def _run(self) -> None:
         parking = _Parking()
         jobs = self.jobs
@@ -154,6 +194,8 @@ class AppThreads:
             try:
                 job = jobs.pop(0)
             except IndexError:
+                if done and not self.told and not self._tell_loop():
+                    return
                 if self._park(parking):
                     parking.lock.acquire()  # until a waker (or shutdown) releases it
                 continue
@@ -161,9 +203,3 @@ class AppThreads:
             self.finished += 1
             done.append((job, result))
             del job
-            if not self.wake_pending:
-                self.wake_pending = True
-                try:
-                    self.loop.call_soon_threadsafe(self._collect)
-                except RuntimeError:  # the loop is closed: the worker is exiting
-                    return
