@@ -23,7 +23,7 @@
  * so no loop reads past it; fixed-length checks compare the bytes left before the head's end.
  */
 
-#define _GNU_SOURCE /* memmem */
+#define _GNU_SOURCE 1 /* memmem; the value pyconfig.h gives it where it defines it too */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>

@@ -127,7 +127,6 @@ class Limits:
             # What the parser's quick path (``_head.scan_head``) checks, in one attribute.
             (line, section, size, count),
         )
-
         for name, value in zip(self.__slots__, values):
             object.__setattr__(self, name, value)
 

@@ -66,7 +66,8 @@ from .limits import Limits
 from .request_line import RequestLine, parse_request_line
 
 # C, built with the compiled modules (setup.py); without it every head takes the general path.
-scan_head: Callable[[bytes | bytearray, int, type, tuple[int, int, int, int]], tuple[Any, ...] | Literal[False] | None] | None
+HeadScanner = Callable[[bytes | bytearray, int, type, tuple[int, int, int, int]], tuple[Any, ...] | Literal[False] | None]
+scan_head: HeadScanner | None
 try:
     from ._head import scan_head
 except ImportError:  # pragma: no cover - an install without a compiler
@@ -390,5 +391,3 @@ class RequestParser:
         self._head = head
         self._state = _BODY
         return head
-
-
