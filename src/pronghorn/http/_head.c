@@ -28,6 +28,7 @@
 #include <Python.h>
 #include <string.h>
 
+/* request_line._COMMON_METHODS: a method missing here only takes the general path, which accepts it. */
 static const char *const METHOD_NAMES[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
 #define METHOD_COUNT (sizeof(METHOD_NAMES) / sizeof(METHOD_NAMES[0]))
 
