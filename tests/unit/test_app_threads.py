@@ -1,17 +1,20 @@
 """The event-loop worker's application threads: jobs in, outcomes back on the loop, threads woken
-only as needed (a real asyncio loop and real threads; no sockets)."""
+only as needed (real event loops, asyncio's and uvloop, and real threads; no sockets)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
 from pronghorn.workers.app_threads import AppThreads
 from pronghorn.workers.gthread import new_event_loop
+
+T = TypeVar("T")
 
 
 class Job:
@@ -30,6 +33,14 @@ class Job:
         self.finished.append(self)
 
 
+def run_then_shut_down(loop: asyncio.AbstractEventLoop, pool: AppThreads, main: Coroutine[Any, Any, T]) -> T:
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        pool.shutdown()
+        loop.close()
+
+
 def run_jobs(count: int, jobs: int, work: Callable[[], None], timeout: float = 10.0) -> tuple[list[Job], float, AppThreads]:
     """Submit ``jobs`` jobs at once to a pool of ``count`` threads; wait until all came back."""
     loop = asyncio.new_event_loop()
@@ -45,11 +56,7 @@ def run_jobs(count: int, jobs: int, work: Callable[[], None], timeout: float = 1
             await asyncio.sleep(0.005)
         return time.monotonic() - started
 
-    try:
-        elapsed = loop.run_until_complete(main())
-    finally:
-        pool.shutdown()
-        loop.close()
+    elapsed = run_then_shut_down(loop, pool, main())
     assert sorted(map(id, finished)) == sorted(map(id, submitted)), "every job came back once"
     return submitted, elapsed, pool
 
@@ -98,11 +105,7 @@ def test_an_answer_does_not_wait_for_the_blocking_job_its_thread_took_next() -> 
         while slow not in finished and time.monotonic() - started < 5:
             await asyncio.sleep(0.005)
 
-    try:
-        loop.run_until_complete(main())
-    finally:
-        pool.shutdown()
-        loop.close()
+    run_then_shut_down(loop, pool, main())
     assert finished == [quick, slow]
     assert collected_after[0] < 0.25, collected_after
 
@@ -136,9 +139,5 @@ def test_a_job_comes_back_after_what_it_handed_over(make_loop: Callable[[], asyn
             while f"finished {index}" not in events and time.monotonic() - started < 5:
                 await asyncio.sleep(0)
 
-    try:
-        loop.run_until_complete(main())
-    finally:
-        pool.shutdown()
-        loop.close()
+    run_then_shut_down(loop, pool, main())
     assert events == [event for index in range(1000) for event in (f"handed {index}", f"finished {index}")]
