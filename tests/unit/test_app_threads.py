@@ -4,6 +4,7 @@ only as needed (real event loops, asyncio's and uvloop, and real threads; no soc
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -79,11 +80,21 @@ def test_blocked_threads_get_help_until_every_thread_works() -> None:
     assert elapsed < 1.2, elapsed
 
 
-def test_shutdown_ends_parked_threads() -> None:
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else -1
+
+
+def test_shutdown_ends_parked_threads_and_closes_what_they_waited_on() -> None:
+    for thread in threading.enumerate():  # earlier tests' threads close their descriptors on the way out
+        if thread.name.startswith("test-app"):
+            thread.join(timeout=5)
+    before = open_descriptors()
     _, _, pool = run_jobs(3, 6, lambda: time.sleep(0.05))
+    assert len(pool.threads) == 3
     for thread in pool.threads:
         thread.join(timeout=5)
         assert not thread.is_alive()
+    assert open_descriptors() == before  # the loop's doorbell and each thread's place to wait
 
 
 def test_an_answer_does_not_wait_for_the_blocking_job_its_thread_took_next() -> None:
