@@ -66,7 +66,8 @@ class _Parking:
             self.lock.release()
 
     def close(self) -> None:
-        """By its thread, on the way out: no waker holds it any more (only parked places are woken)."""
+        """By its thread on the way out (only parked places are woken: no waker holds it any more), or
+        at shutdown if no thread took it."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -85,6 +86,10 @@ class AppThreads:
         self.lock = threading.Lock()  # guards ``awake`` and ``parked`` (a thread parking vs. a waker)
         self.awake = 0  # threads running or about to take a job
         self.parked: list[_Parking] = []
+        # Every thread's place, made now by the loop: a worker's descriptors stay the same from its start
+        # on, a thread started while clients hold every descriptor the worker may open still has one,
+        # and a thread does not begin by letting go of the GIL to make one.
+        self.places = [_Parking() for _ in range(count)]
         self.threads: list[threading.Thread] = []
         self.stopping = False
         self.out = 0  # jobs submitted and not collected yet (the loop's count)
@@ -149,9 +154,8 @@ class AppThreads:
         if parking is not None:
             parking.wake()
             return
-        # Its place is made here: made by the new thread, the eventfd would let go of the GIL at its start.
         name = f"{self.name}_{len(self.threads)}"
-        thread = threading.Thread(target=self._run, args=(_Parking(),), name=name, daemon=True)
+        thread = threading.Thread(target=self._run, args=(self.places.pop(),), name=name, daemon=True)
         self.threads.append(thread)
         thread.start()
 
@@ -187,6 +191,9 @@ class AppThreads:
             self.doorbell = -1
         for parking in parked:
             parking.wake()
+        for place in self.places:  # never taken by a thread
+            place.close()
+        self.places = []
 
     # --- a thread's side ---
 
