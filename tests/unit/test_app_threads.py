@@ -72,8 +72,17 @@ def test_jobs_that_do_not_block_are_run_by_one_thread() -> None:
     assert sum(job.thread == pool.threads[0].name for job in jobs) >= 180
 
 
-def test_blocked_threads_get_help_until_every_thread_works() -> None:
+@pytest.mark.parametrize("eventfd", [True, False], ids=["eventfd", "without eventfd (not Linux)"])
+def test_blocked_threads_get_help_until_every_thread_works(eventfd: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     # 8 jobs sleeping 0.2 s on 4 threads: in two rounds (about 0.4 s), not one after another (1.6 s).
+    # Without eventfd, threads park on locks and tell the loop with call_soon_threadsafe.
+    if not eventfd:
+        monkeypatch.delattr(os, "eventfd", raising=False)
+    loop = asyncio.new_event_loop()
+    probe = AppThreads(1, "probe", loop)
+    assert (probe.doorbell >= 0, probe.places[0].lock is None) == (eventfd, eventfd)
+    probe.shutdown()
+    loop.close()
     jobs, elapsed, pool = run_jobs(4, 8, lambda: time.sleep(0.2))
     assert len(pool.threads) == 4
     assert len({job.thread for job in jobs}) == 4
