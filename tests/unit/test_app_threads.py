@@ -161,3 +161,76 @@ def test_a_job_comes_back_after_what_it_handed_over(make_loop: Callable[[], asyn
 
     run_then_shut_down(loop, pool, main())
     assert events == [event for index in range(1000) for event in (f"handed {index}", f"finished {index}")]
+
+
+class ChainedJob(HandingJob):
+    """Like a pipelined connection: back on the loop, it submits the next request's job itself."""
+
+    def __init__(self, pool: AppThreads, loop: asyncio.AbstractEventLoop, events: list[str], index: int, last: int) -> None:
+        super().__init__(loop, events, index)
+        self.pool, self.last = pool, last
+
+    def run_on_thread(self) -> bool:
+        if self.index % 2 == 0:
+            time.sleep(0.002)  # long enough for the pool's check to see it finished, as well as its thread
+        return super().run_on_thread()  # the next one quick: done before a second call to collect runs
+
+    def finished_on_loop(self, result: bool) -> None:
+        super().finished_on_loop(result)
+        if self.index < self.last:
+            self.pool.submit(ChainedJob(self.pool, self.loop, self.events, self.index + 1, self.last))
+
+
+@pytest.mark.parametrize("make_loop", [asyncio.new_event_loop, new_event_loop], ids=["asyncio", "worker's loop"])
+def test_a_job_submitted_from_a_collected_one_still_comes_back_after_what_it_handed_over(
+    make_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    # The loop may be asked to collect twice for one job (by the thread's eventfd and by its check);
+    # the second request must not take the next job ahead of what that job handed over meanwhile.
+    loop = make_loop()
+    pool = AppThreads(2, "test-app", loop)
+    events: list[str] = []
+    last = 599
+
+    async def main() -> None:
+        pool.submit(ChainedJob(pool, loop, events, 0, last))
+        started = time.monotonic()
+        while f"finished {last}" not in events and time.monotonic() - started < 20:
+            await asyncio.sleep(0.01)
+
+    run_then_shut_down(loop, pool, main())
+    assert events == [event for index in range(last + 1) for event in (f"handed {index}", f"finished {index}")]
+
+
+class Finishing:
+    def __init__(self, events: list[str], index: int) -> None:
+        self.events, self.index = events, index
+
+    def run_on_thread(self) -> bool:
+        return True
+
+    def finished_on_loop(self, result: bool) -> None:
+        self.events.append(f"finished {self.index}")
+
+
+@pytest.mark.parametrize("make_loop", [asyncio.new_event_loop, new_event_loop], ids=["asyncio", "worker's loop"])
+def test_a_call_to_collect_takes_only_the_jobs_finished_when_it_was_made(
+    make_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    # The same race as above, laid out step by step on the loop's thread: job 1 finished and the loop
+    # was asked twice to collect (its check and the thread's eventfd); then job 2 handed something
+    # over and finished before either ran. Job 2 comes back after what it handed over.
+    loop = make_loop()
+    pool = AppThreads(1, "test-app", loop)
+    events: list[str] = []
+    pool.out = 2  # as if both had been submitted
+    pool.done.append((Finishing(events, 1), True))
+    pool._collect_soon()
+    pool._collect_soon()
+    loop.call_soon_threadsafe(events.append, "handed 2")  # what a thread does, in the order it does it
+    pool.done.append((Finishing(events, 2), True))
+    pool._collect_soon()
+    run_then_shut_down(loop, pool, asyncio.sleep(0.05))
+    assert events == ["finished 1", "handed 2", "finished 2"]
+    assert pool.out == 0 and not pool.done
+

@@ -98,6 +98,7 @@ class AppThreads:
         self.finished = 0  # jobs finished (by the threads; a lost increment only delays a wake-up)
         self.finished_at_check = 0
         self.done: list[tuple[PoolJob, bool]] = []
+        self.collected = 0  # jobs taken off ``done`` so far (the loop's count; ``done`` is in order)
         self.told = False  # the loop has been told of finished jobs and has not collected them yet
         # Where threads tell the loop: an eventfd, written with the GIL released (see the module doc).
         self.doorbell = -1
@@ -135,7 +136,7 @@ class AppThreads:
         if self.stopping:
             return
         if self.done:  # finished before its thread went on into a job that is still running
-            self.loop.call_soon(self._collect)
+            self._collect_soon()
         if self.jobs and self.finished == self.finished_at_check:
             self._wake_one()  # jobs wait and none finished meanwhile: the awake threads are blocked
         if self.out:
@@ -160,22 +161,30 @@ class AppThreads:
         thread.start()
 
     def _answer_doorbell(self) -> None:
-        try:
-            os.eventfd_read(self.doorbell)
-        except BlockingIOError:
-            pass
-        # Through the ready queue: behind what the threads handed over before with
-        # call_soon_threadsafe (a streamed response's earlier chunks), which its end must follow.
-        self.loop.call_soon(self._collect)
+        if self.doorbell >= 0:
+            try:
+                os.eventfd_read(self.doorbell)
+            except BlockingIOError:
+                pass
+        self._collect_soon()
 
-    def _collect(self) -> None:
+    def _collect_soon(self) -> None:
+        """Collect the jobs finished by now, through the ready queue: behind what their threads handed
+        over before with call_soon_threadsafe (a streamed response's chunks), which their ends follow.
+        Only those: a job finishing later may have handed something over behind this call."""
+        self.loop.call_soon(self._collect, self.collected + len(self.done))
+
+    def _collect(self, upto: int) -> None:
         # Cleared before taking the list: a job finishing from here on tells the loop again.
         self.told = False
         done = self.done
-        while done:
+        while self.collected < upto:
             job, result = done.pop(0)
+            self.collected += 1
             self.out -= 1
             job.finished_on_loop(result)
+        if done:  # finished meanwhile, perhaps without telling (the loop had been told, not yet here)
+            self._collect_soon()
 
     def shutdown(self) -> None:
         """Queued jobs are dropped; threads end once their current job returns."""
@@ -214,7 +223,7 @@ class AppThreads:
             if doorbell >= 0:
                 os.eventfd_write(doorbell, 1)  # releases the GIL: the woken loop can run at once
             else:
-                self.loop.call_soon_threadsafe(self._collect)
+                self.loop.call_soon_threadsafe(self._answer_doorbell)
         except (OSError, RuntimeError):  # closed: the worker is exiting
             return False
         return True
