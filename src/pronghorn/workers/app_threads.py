@@ -15,8 +15,9 @@ than a hello-world request itself. So the pool crosses between threads sparingly
   block get all their threads within a few milliseconds of a burst; apps that do not are run by as
   few threads as keep up, instead of several contending for the GIL.
 * A finished job goes on a done list. A thread tells the loop once it finds no job left, not after
-  each job: woken earlier, the loop would only wait for the GIL the thread holds. Finished jobs of a thread that went on into a job that blocks are collected by
-  the same check, so an answer waits at most ``WAKE_INTERVAL`` for the loop.
+  each job: woken earlier, the loop would only wait for the GIL the thread holds. Finished jobs of a
+  thread that went on into a job that blocks are collected by the same check, so an answer waits at
+  most ``WAKE_INTERVAL`` for the loop. A job is collected behind what it handed over to the loop.
 """
 
 from __future__ import annotations
