@@ -16,6 +16,8 @@ from pronghorn.workers.app_threads import AppThreads
 from pronghorn.workers.gthread import new_event_loop
 
 T = TypeVar("T")
+# Tests that depend on the order of callbacks run on asyncio's loop and on the one workers run (uvloop).
+ON_BOTH_LOOPS = pytest.mark.parametrize("make_loop", [asyncio.new_event_loop, new_event_loop], ids=["asyncio", "worker's loop"])
 
 
 class Job:
@@ -144,7 +146,7 @@ class HandingJob:
         self.events.append(f"finished {self.index}")
 
 
-@pytest.mark.parametrize("make_loop", [asyncio.new_event_loop, new_event_loop], ids=["asyncio", "worker's loop"])
+@ON_BOTH_LOOPS
 def test_a_job_comes_back_after_what_it_handed_over(make_loop: Callable[[], asyncio.AbstractEventLoop]) -> None:
     # A streamed response's last bytes come back with its job: they must follow the chunks it handed
     # over before, whichever way the loop is woken.
@@ -181,7 +183,7 @@ class ChainedJob(HandingJob):
             self.pool.submit(ChainedJob(self.pool, self.loop, self.events, self.index + 1, self.last))
 
 
-@pytest.mark.parametrize("make_loop", [asyncio.new_event_loop, new_event_loop], ids=["asyncio", "worker's loop"])
+@ON_BOTH_LOOPS
 def test_a_job_submitted_from_a_collected_one_still_comes_back_after_what_it_handed_over(
     make_loop: Callable[[], asyncio.AbstractEventLoop],
 ) -> None:
@@ -213,7 +215,7 @@ class Finishing:
         self.events.append(f"finished {self.index}")
 
 
-@pytest.mark.parametrize("make_loop", [asyncio.new_event_loop, new_event_loop], ids=["asyncio", "worker's loop"])
+@ON_BOTH_LOOPS
 def test_a_call_to_collect_takes_only_the_jobs_finished_when_it_was_made(
     make_loop: Callable[[], asyncio.AbstractEventLoop],
 ) -> None:
