@@ -55,14 +55,22 @@ class ThroughputWindows:
     def check(self, figures: CaseFigures) -> None:
         baseline = statistics.median(r.throughput for r in self.unloaded)
         during = statistics.median(r.throughput for r in self.loaded)
-        kept = during / baseline if baseline else 0.0
+        # Windows alternate (without, under attack, without, ...): each window under attack is held
+        # to the two beside it, so a machine that speeds up or slows down between windows (a shared
+        # one does) weighs on both sides alike; the median of those ratios is what was kept.
+        ratios = []
+        for loaded, before, after in zip(self.loaded, self.unloaded, self.unloaded[1:]):
+            beside = (before.throughput + after.throughput) / 2
+            ratios.append(loaded.throughput / beside if beside else 0.0)
+        kept = statistics.median(ratios) if ratios else 0.0
         figures.note("req/s per window without: " + ", ".join(f"{r.throughput:.0f}" for r in self.unloaded)
                      + "; under attack: " + ", ".join(f"{r.throughput:.0f}" for r in self.loaded))
         figures.note(f"without, pooled: {merged(*self.unloaded).summary()}")
         figures.note(f"under attack, pooled: {merged(*self.loaded).summary()}")
         figures.check(kept >= KEPT_THROUGHPUT,
-                      f"ordinary clients kept {kept:.0%} of their unloaded throughput (median windows: "
-                      f"{during:.0f} of {baseline:.0f} req/s; needs >= {KEPT_THROUGHPUT:.0%})")
+                      f"ordinary clients kept {kept:.0%} of their unloaded throughput (median of each window under "
+                      f"attack against the two beside it; median windows {during:.0f} and {baseline:.0f} req/s; "
+                      f"needs >= {KEPT_THROUGHPUT:.0%})")
 
 
 # -- 1. slowloris ------------------------------------------------------------------------------------
