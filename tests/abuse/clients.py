@@ -328,6 +328,8 @@ class Swarm:
 
     def __enter__(self) -> Swarm:  # noqa: PYI034 - Self needs Python 3.11
         self._runner.start()
+        if not isinstance(self._runner, threading.Thread):
+            self._report_sender.close()  # the child's copy is the one left: its exit ends our wait
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -336,19 +338,23 @@ class Swarm:
     def stop(self) -> None:
         """Close every connection from this side (the swarm's loop does it) and wait for that."""
         self._stop.set()
-        if isinstance(self._runner, threading.Thread):
-            self._runner.join(timeout=30)
-            return
         try:
+            if isinstance(self._runner, threading.Thread):
+                self._runner.join(timeout=30)
+                return
             if self._report.poll(30):
-                # What the swarm's process saw of its connections, for the case to judge.
-                records, self.connect_errors = self._report.recv()
-                self.conns = [Conn(None, *record) for record in records]
+                # What the swarm's process saw of its connections, for the case to judge (nothing if
+                # it died: the case's counts then show it).
+                with contextlib.suppress(EOFError):
+                    records, self.connect_errors = self._report.recv()
+                    self.conns = [Conn(None, *record) for record in records]
             self._runner.join(timeout=10)
         finally:
-            if self._runner.is_alive():
+            if isinstance(self._runner, multiprocessing.process.BaseProcess) and self._runner.is_alive():
                 self._runner.kill()
                 self._runner.join(timeout=10)
+            self._report.close()
+            self._report_sender.close()
 
     def stop_reconnecting(self) -> None:
         self._reconnect = False
