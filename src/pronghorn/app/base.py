@@ -29,15 +29,14 @@ class BaseApplication:
         self.prog = prog
         self.logger: Any = None
         self.config_file: str | None = None
-        self.startup_notices: list[str] = []  # warnings the master logs once its logger exists
         self.do_load_config()
 
     def do_load_config(self) -> None:
         """Build ``cfg`` from the defaults, then ``load_config()``; a bad value stops the program."""
-        self.startup_notices = []
         try:
             self.load_default_config()
             self.load_config()
+            self.cfg.validate()
         except Exception as exc:
             _fail(exc)
 
@@ -58,14 +57,14 @@ class BaseApplication:
 
     def reload(self) -> None:
         """Re-read the configuration (HUP). On failure the previous one stays and the error is raised."""
-        previous = self.cfg, self.startup_notices, self.callable
+        previous = self.cfg, self.callable
         try:
-            self.startup_notices = []
             self.load_default_config()
             self.load_config()
+            self.cfg.validate()
             self.callable = None  # new workers load the application again
         except BaseException:
-            self.cfg, self.startup_notices, self.callable = previous
+            self.cfg, self.callable = previous
             raise
 
     def wsgi(self) -> Callable[..., Any]:
@@ -106,15 +105,16 @@ class Application(BaseApplication):
         return sources.read_config_location(f"python:{module_name}")
 
     def load_config_from_module_name_or_filename(self, location: str) -> dict[str, Any]:
-        """Apply every module-level name of the config that is a setting; others are ignored."""
-        from pronghorn.config.deferred import deferred_notice  # here: only a server with a config file
+        """Apply every module-level name of the config that is a setting; others are ignored, except
+        Gunicorn settings pronghorn does not serve yet, which stop start-up unless at their default."""
+        from pronghorn.config.deferred import deferred_refusal  # here: only a server with a config file
 
         values = sources.read_config_location(location)
         for name, value in values.items():
             if name in self.cfg.settings:
                 self.cfg.set(name, value)
-            elif (notice := deferred_notice(name)) is not None:
-                self.startup_notices.append(notice)
+            elif (refusal := deferred_refusal(name, value)) is not None:
+                raise ConfigError(refusal)
         return values
 
     def load_config_from_file(self, filename: str) -> dict[str, Any]:

@@ -71,7 +71,7 @@ def _add_option(parser: argparse.ArgumentParser, setting: Setting) -> None:
         "dest": setting.name,
         "default": None,
         # argparse %-formats help text; settings such as access_log_format contain '%'.
-        "help": f"{setting.desc} (default: {_default_text(setting)})".replace("%", "%%"),
+        "help": _help_text(setting).replace("%", "%%"),
     }
     action = setting.action or "store"
     kwargs["action"] = action
@@ -90,6 +90,15 @@ def _add_option(parser: argparse.ArgumentParser, setting: Setting) -> None:
 
 def _default_text(setting: Setting) -> str:
     return setting.default_doc.replace("`", "") if setting.default_doc else repr(setting.default)
+
+
+def _help_text(setting: Setting) -> str:
+    text = f"{setting.desc} (default: {_default_text(setting)})"
+    if setting.pending:
+        return f"Not available yet ({setting.pending}): setting it stops start-up. {text}"
+    if setting.deprecated:
+        return f"Deprecated: {setting.deprecated}. {text}"
+    return text
 
 
 def given_options(namespace: argparse.Namespace, settings: Iterable[Setting] = ALL_SETTINGS) -> dict[str, Any]:

@@ -133,12 +133,22 @@ class Config:
             result[key] = value
         return result
 
-    def pending_in_use(self) -> list[tuple[str, str]]:
-        """Settings set to a non-default value whose mechanism has not landed yet."""
+    def validate(self) -> None:
+        """Once loading is done: a setting whose mechanism has not landed must be left at its
+        default. The first one that is not stops start-up (and ``--check-config``) with one line."""
+        for bound in self.settings.values():
+            if bound.setting.pending and not bound.is_default():
+                raise ConfigError(
+                    f"Setting {bound.name} is not available yet ({bound.setting.pending}): "
+                    f"{bound.value!r} given, and only the default {bound.default!r} is accepted"
+                )
+
+    def deprecation_warnings(self) -> list[str]:
+        """One line for each deprecated setting given a value (Gunicorn warns about them too)."""
         return [
-            (bound.name, bound.setting.pending)
+            f"Setting {bound.name} is deprecated: {bound.setting.deprecated}."
             for bound in self.settings.values()
-            if bound.setting.pending and not bound.is_default()
+            if bound.setting.deprecated and not bound.is_default()
         ]
 
     def __str__(self) -> str:

@@ -1,7 +1,7 @@
 """Gunicorn settings whose whole family comes in a later round, so they are not declared yet.
 
-A config file that names one is still read (Gunicorn ignores unknown names too), but the name is
-reported once at start-up instead of being dropped in silence.
+A config file may name one at Gunicorn's default (``protocol = "http"``); any other value stops
+start-up with one line saying which feature it waits for, since pronghorn would otherwise ignore it.
 """
 
 from __future__ import annotations
@@ -26,9 +26,21 @@ _FAMILIES = {
 DEFERRED_SETTINGS: dict[str, str] = {name: family for family, names in _FAMILIES.items() for name in names}
 
 
-def deferred_notice(name: str) -> str | None:
-    """The start-up warning for a deferred setting name, or None if ``name`` is not one."""
+# Gunicorn's defaults, where its reference gives them: a config file that spells one out is fine.
+GUNICORN_DEFAULTS: dict[str, object] = {
+    "http_protocols": "h1", "http2_cleartext": "off", "http2_max_concurrent_streams": 100,
+    "http2_initial_window_size": 65535, "http2_max_frame_size": 16384, "http2_max_header_list_size": 65536,
+    "protocol": "http", "uwsgi_allow_ips": "127.0.0.1,::1", "paste": None, "raw_paste_global_conf": [],
+    "asgi_loop": "auto", "asgi_lifespan": "auto", "asgi_disconnect_grace_period": 3,
+    "websocket_max_message_size": 16777216, "root_path": "",
+}
+_ABSENT = object()
+
+
+def deferred_refusal(name: str, value: object) -> str | None:
+    """Why a config file's ``name = value`` cannot be served, or None (not a deferred setting, or
+    Gunicorn's default for it)."""
     family = DEFERRED_SETTINGS.get(name)
-    if family is None:
+    if family is None or GUNICORN_DEFAULTS.get(name, _ABSENT) == value:
         return None
-    return f"Setting {name} is not supported yet (it arrives with {family}); ignored."
+    return f"Setting {name} is not available yet (it arrives with {family}): {value!r} given"

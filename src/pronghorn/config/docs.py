@@ -44,10 +44,13 @@ with a line such as `Invalid value for workers: 'many' (expected a non-negative 
 config file sets that are not settings are ignored. `-v`/`--version` prints the version; it is a \
 command-line option, not a setting.
 
-Some settings are marked "Not in effect yet": their value is accepted and checked, so Gunicorn \
-configurations load unchanged, but the feature behind them has not landed. Setting one to anything \
-but its default logs a warning at start-up. Gunicorn's HTTP/2, ASGI, uWSGI, PasteDeploy, \
-dirty-arbiter and control-socket settings are not declared yet.
+Some settings are marked "Not available yet": the feature behind them has not landed. Left at \
+their default they change nothing; set to anything else they stop start-up (and `--check-config`) \
+with one line naming the setting, so that no configuration is served as if they applied. \
+Gunicorn's HTTP/2, ASGI, uWSGI, PasteDeploy, dirty-arbiter and control-socket settings are not \
+declared yet: a config file that gives one of them a value other than Gunicorn's default stops \
+start-up the same way. A setting marked "Deprecated" is accepted and ignored, as Gunicorn does, \
+with a warning at start-up.
 """
 
 
@@ -91,7 +94,9 @@ def _render_setting(setting: Setting) -> list[str]:
     for paragraph in differences:
         lines += ["", paragraph]
     if setting.pending:
-        lines += ["", f"> Not in effect yet: {setting.pending}."]
+        lines += ["", f"> Not available yet: {setting.pending}. Setting it stops start-up."]
+    if setting.deprecated:
+        lines += ["", f"> Deprecated: {setting.deprecated}. Setting it logs a warning at start-up."]
     return lines
 
 

@@ -37,15 +37,17 @@ class Setting:
     ``env_default`` computes the default from the process environment (``PORT``,
     ``WEB_CONCURRENCY``...) and ``default_doc`` is how that default reads in the docs.
 
-    ``pending`` is set while the mechanism behind the setting has not landed: the value is accepted
-    and validated, and a non-default value logs one warning at start-up saying it has no effect yet.
+    ``pending`` is set while the mechanism behind the setting has not landed: the value is
+    validated, and a non-default value stops the server at start-up (``Config.validate``), so no
+    setting is ever accepted and then ignored. ``deprecated`` marks a setting Gunicorn itself
+    accepts and ignores: a non-default value logs one warning at start-up, as Gunicorn's does.
     """
 
     # Immutable (assignment raises); a plain class, not a dataclass, so that ``dataclasses`` is not
     # imported into every worker (see pronghorn.http.limits).
     __slots__ = (
         "name", "section", "validator", "desc", "default", "cli", "meta", "action", "nargs", "const",
-        "cli_type", "env_default", "default_doc", "pending", "details",
+        "cli_type", "env_default", "default_doc", "pending", "deprecated", "details",
     )
 
     name: str
@@ -62,6 +64,7 @@ class Setting:
     env_default: EnvDefault | None
     default_doc: str | None
     pending: str | None
+    deprecated: str | None
     details: tuple[str, ...]
 
     def __init__(
@@ -80,6 +83,7 @@ class Setting:
         env_default: EnvDefault | None = None,
         default_doc: str | None = None,
         pending: str | None = None,
+        deprecated: str | None = None,
         details: tuple[str, ...] = (),
     ) -> None:
         if section not in SECTIONS:
@@ -87,7 +91,7 @@ class Setting:
         if not desc or "\n" in desc:
             raise ValueError(f"setting {name}: desc must be one line")
         values = (name, section, validator, desc, default, cli, meta, action, nargs, const, cli_type,
-                  env_default, default_doc, pending, details)
+                  env_default, default_doc, pending, deprecated, details)
         for slot, value in zip(self.__slots__, values):
             object.__setattr__(self, slot, value)
 

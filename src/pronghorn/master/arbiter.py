@@ -112,7 +112,7 @@ class Arbiter:
         for listener in self.listeners:
             self.log.info("Listening at: %s (%s)", listener, self.pid)
         self.log.info("Using worker: %s", worker_class_name(self.worker_class))
-        for message in self.startup_warnings():
+        for message in self.cfg.deprecation_warnings():
             self.log.warning(message)
         if self.cfg.preload_app:
             self.preload()
@@ -129,11 +129,6 @@ class Arbiter:
         except Exception:
             self.log.exception("Failed to load the application")
             raise HaltServer("App failed to load.", APP_LOAD_ERROR) from None
-
-    def startup_warnings(self) -> list[str]:
-        warnings = list(getattr(self.app, "startup_notices", []))
-        warnings += [f"Setting {name} has no effect yet: {reason}." for name, reason in self.cfg.pending_in_use()]
-        return warnings
 
     def init_signals(self) -> None:
         for name in HANDLED_SIGNALS:

@@ -19,12 +19,12 @@ PARSER_CHOICE = (
         meta="STRING",
         validator=validators.choice("auto", "fast", "python"),
         default="auto",
-        pending="pronghorn has a single built-in parser",
+        pending="pronghorn has one built-in parser, which `auto` selects",
         desc="Which HTTP/1 parser implementation to use: auto, fast or python.",
         details=(
             "Gunicorn chooses between a compiled parser and a pure-Python one. pronghorn has one "
-            "parser, strict by construction, so the value is accepted for compatibility and changes "
-            "nothing.",
+            "parser, strict by construction: `auto` selects it, and the other values stop start-up "
+            "instead of being ignored.",
         ),
     ),
 )

@@ -41,7 +41,7 @@ SETTINGS: tuple[Setting, ...] = (
         validator=validators.integer,
         default=int(ssl.PROTOCOL_TLS),
         default_doc="`2` (`ssl.PROTOCOL_TLS`)",
-        pending="deprecated and ignored, as in Gunicorn: choose protocol versions in the ssl_context hook",
+        deprecated="ignored, as in Gunicorn; choose protocol versions in the ssl_context hook",
         desc="Deprecated and ignored; kept so that old configurations still load.",
         details=(
             "To restrict protocol versions, set `minimum_version` on the context in the `ssl_context` "
