@@ -26,13 +26,13 @@ def _error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 @pytest.mark.parametrize(("how", "name", "waits_for"), [
     (["--reuse-port"], "reuse_port", "per-worker listeners"),
-    (["--certfile", "cert.pem"], "certfile", "TLS support"),
+    (["--do-handshake-on-connect"], "do_handshake_on_connect", "completes the handshake"),
     (["--proxy-protocol"], "proxy_protocol", "PROXY protocol"),
     (["--statsd-host", "localhost:8125"], "statsd_host", "syslog/StatsD"),
     (["--http-parser", "fast"], "http_parser", "one built-in parser"),
     ("syslog = True\n", "syslog", "syslog/StatsD"),
     ("logconfig_dict = {'version': 1}\n", "logconfig_dict", "logging configuration files"),
-    ("def ssl_context(config, default_factory):\n    return default_factory()\n", "ssl_context", "TLS support"),
+    ("suppress_ragged_eofs = False\n", "suppress_ragged_eofs", "ragged-EOF control"),
 ])
 def test_a_pending_setting_given_a_value_stops_start_up(project: Path, how: list[str] | str, name: str,
                                                        waits_for: str) -> None:
@@ -50,7 +50,7 @@ def test_a_pending_setting_given_a_value_stops_start_up(project: Path, how: list
 
 
 def test_a_pending_setting_at_its_default_is_accepted(project: Path) -> None:
-    (project / "conf.py").write_text("cert_reqs = 0\nhttp_parser = 'auto'\nsuppress_ragged_eofs = True\n")
+    (project / "conf.py").write_text("reuse_port = False\nhttp_parser = 'auto'\nsuppress_ragged_eofs = True\n")
     result = _start(project, "-c", "conf.py", "--check-config")
     assert result.returncode == 0, result.stderr
 
@@ -72,7 +72,8 @@ def test_help_says_which_settings_are_not_available_yet(project: Path) -> None:
                             timeout=60)
     assert result.returncode == 0
     flat = " ".join(result.stdout.split())
-    assert "--certfile FILE Not available yet (arrives with TLS support): setting it stops start-up." in flat
+    assert "--reuse-port Not available yet (arrives with per-worker listeners (SO_REUSEPORT)): setting it stops " \
+           "start-up." in flat
     assert "--ssl-version SSL_VERSION Deprecated: ignored, as in Gunicorn;" in flat
     assert "--workers INT Number of worker processes the master keeps running." in flat  # no prefix
 

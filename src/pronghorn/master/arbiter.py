@@ -28,6 +28,7 @@ from pronghorn.master.descriptors import raise_open_files_limit
 from pronghorn.net.addresses import parse_address
 from pronghorn.proctitle import master_title, set_proc_title, worker_title
 from pronghorn.net.listeners import Listener, create_listeners, listeners_from_fds
+from pronghorn.net import tls
 from pronghorn.workers.base import Worker
 from pronghorn.workers.connection_board import ConnectionBoard
 from pronghorn.workers.registry import resolve_worker_class, worker_class_name
@@ -66,6 +67,7 @@ class Arbiter:
         self.board = ConnectionBoard()  # before any fork: every worker shares it
         self.addresses = _parse_binds(self.cfg.bind)
         self.cfg.env  # noqa: B018 - validates raw_env before anything starts
+        tls.check(self.cfg)
 
     @staticmethod
     def check_settings(cfg: Config) -> None:
@@ -73,6 +75,7 @@ class Arbiter:
         resolve_worker_class(cfg.worker_class, cfg.threads)
         _parse_binds(cfg.bind)
         cfg.env  # noqa: B018
+        tls.check(cfg)
 
     # --- num_workers fires nworkers_changed on every assignment, as in Gunicorn ---
 
@@ -246,6 +249,7 @@ class Arbiter:
             self.app.reload()
             new_class = resolve_worker_class(self.app.cfg.worker_class, self.app.cfg.threads)
             new_addresses = _parse_binds(self.app.cfg.bind)
+            tls.check(self.app.cfg)  # new workers read the certificates again: they must load
         except Exception as exc:
             self.log.error("Reload failed, keeping the current configuration: %s", exc)
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -18,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 from pronghorn.apps.cycle import CycleHooks, CycleSettings, Request, RequestCycle
 from pronghorn.apps.wsgi import Response
 from pronghorn.config import Config
-from pronghorn.errors import APP_LOAD_ERROR, AppImportError
+from pronghorn.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppImportError
 from pronghorn.logs import Logger
+from pronghorn.net import tls
 from pronghorn.net.listeners import Listener
 from pronghorn.workers.allocator import keep_freed_memory
 from pronghorn.workers.connection_board import BoardSeat
@@ -89,6 +91,7 @@ class Worker:
         self._next_memory_check = 0.0
         self.max_worker_memory = cfg.max_worker_memory  # read once: handled_request() is per request
         self.wsgi: Callable[..., Any] | None = None
+        self.tls: ssl.SSLContext | None = None  # made in the child (init_process): HUP re-reads the files
         self.cycle: RequestCycle | None = None
         self.reloader: Reloader | None = None
         self._wake_read, self._wake_write = -1, -1
@@ -121,6 +124,11 @@ class Worker:
 
             self.reloader = make_reloader(self.cfg.reload_engine, self.cfg.reload_extra_files, self._source_changed)
             self.reloader.start()
+        try:
+            self.tls = tls.server_context(self.cfg)
+        except Exception:
+            self.log.exception("Could not set up TLS")
+            sys.exit(WORKER_BOOT_ERROR)
         self.load_wsgi()
         assert self.wsgi is not None
         self.cycle = RequestCycle(self.wsgi, CycleSettings(self.cfg), self.log, self.cycle_hooks())

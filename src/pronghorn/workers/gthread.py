@@ -79,7 +79,7 @@ class ThreadWorker(Worker):
         self.loop = loop
         threads = max(1, self.cfg.threads)
         self.pool = AppThreads(threads, "pronghorn-app", loop) if threads > 1 else None
-        self.worker_loop = WorkerLoop(loop, self.cycle, self.log, self.cfg, self, self.pool)
+        self.worker_loop = WorkerLoop(loop, self.cycle, self.log, self.cfg, self, self.pool, self.tls)
         self.stopping_since = 0.0
         self.exit_code = 0
         self.admission = Admission(

@@ -56,7 +56,9 @@ class HttpConnection(asyncio.Protocol):
             self.peer = peer if len(peer) == 2 else (peer[0], peer[1])  # IPv6 addresses come with 4 items
         else:
             self.peer = peer or None
-        self.client = host.cycle.connection(self.peer, listener.server_name, multithread=host.threads > 1)
+        self.client = host.cycle.connection(
+            self.peer, listener.server_name, url_scheme=host.url_scheme, multithread=host.threads > 1
+        )
         self.parser = RequestParser(self.client.limits)
         self.transport: asyncio.Transport | None = None
         self.output: LoopOutput | None = None

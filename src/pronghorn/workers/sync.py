@@ -13,6 +13,7 @@ import errno
 import os
 import select
 import socket
+import ssl
 from typing import IO, Any
 
 from pronghorn.apps.wsgi import ClientDisconnected, ParserBody
@@ -119,8 +120,32 @@ class SyncWorker(Worker):
         if self.cfg.timeout:
             client.settimeout(self.cfg.timeout)
         peer = (addr[0], addr[1]) if isinstance(addr, tuple) else (addr or None)
+        if self.tls is not None:
+            client = self._handshake(client, peer)
+            if client is None:
+                return
+        try:
+            self._serve(listener, client, peer)
+        finally:
+            client.close()  # the TLS socket when there is one (the plain one is closed by the caller)
+
+    def _handshake(self, client: socket.socket, peer: Any) -> ssl.SSLSocket | None:
+        """TLS before the request, under the socket's timeout; None if it did not complete."""
+        assert self.tls is not None
+        tls_client = self.tls.wrap_socket(client, server_side=True, do_handshake_on_connect=False,
+                                          suppress_ragged_eofs=self.cfg.suppress_ragged_eofs)
+        try:
+            tls_client.do_handshake()
+        except (OSError, ValueError) as exc:  # ssl.SSLError and socket.timeout are OSErrors
+            self.log.debug("TLS handshake with %s failed: %s", peer, exc)
+            tls_client.close()
+            return None
+        return tls_client
+
+    def _serve(self, listener: Listener, client: socket.socket, peer: Any) -> None:
         assert self.cycle is not None
-        connection = self.cycle.connection(peer, listener.server_name, sock=client)
+        url_scheme = "https" if self.tls is not None else "http"
+        connection = self.cycle.connection(peer, listener.server_name, url_scheme=url_scheme, sock=client)
         parser = RequestParser(connection.limits)
         try:
             head = self._read_head(client, parser)

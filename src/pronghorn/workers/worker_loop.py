@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 from time import monotonic, thread_time  # module globals: no attribute look-up per call
 from types import FrameType
 from typing import Any, Protocol
@@ -56,8 +57,11 @@ class WorkerLoop:
         cfg: Any,
         worker: WorkerHooks,
         pool: JobPool | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.loop = loop
+        self.tls = tls
+        self.url_scheme = "https" if tls is not None else "http"
         self.cycle = cycle
         self.log = log
         self.worker = worker
@@ -95,8 +99,18 @@ class WorkerLoop:
     async def _connect(self, listener: Listener, sock: socket.socket, addr: Any, claim: FreshClaim) -> None:
         fileno = sock.fileno()
         try:
-            await self.loop.connect_accepted_socket(lambda: HttpConnection(self, listener, addr, fileno, claim), sock)
-        except OSError:
+            if self.tls is None:
+                await self.loop.connect_accepted_socket(
+                    lambda: HttpConnection(self, listener, addr, fileno, claim), sock
+                )
+            else:
+                # The handshake runs on the loop, under header_timeout, before the connection is
+                # made; a peer that never answers close_notify is cut after as long.
+                await self.loop.connect_accepted_socket(
+                    lambda: HttpConnection(self, listener, addr, fileno, claim), sock, ssl=self.tls,
+                    ssl_handshake_timeout=self.header_timeout, ssl_shutdown_timeout=self.header_timeout,
+                )
+        except (OSError, asyncio.TimeoutError):  # ssl.SSLError is an OSError
             sock.close()
             claim.settle()
             if self.admission is not None:

@@ -21,9 +21,7 @@ OTHER_VALUES = {
     "logconfig": "logging.ini", "logconfig_dict": {"version": 1}, "logconfig_json": "logging.json",
     "syslog_addr": "udp://logs.example:514", "syslog": True, "syslog_prefix": "web", "syslog_facility": "local0",
     "statsd_host": "localhost:8125", "dogstatsd_tags": "env:prod", "statsd_prefix": "web",
-    "enable_backlog_metric": True, "keyfile": "key.pem", "certfile": "cert.pem", "cert_reqs": 2,
-    "ca_certs": "ca.pem", "suppress_ragged_eofs": False, "do_handshake_on_connect": True,
-    "ciphers": "ECDHE+AESGCM", "ssl_context": lambda config, default_factory: default_factory(),
+    "enable_backlog_metric": True, "suppress_ragged_eofs": False, "do_handshake_on_connect": True,
 }
 
 

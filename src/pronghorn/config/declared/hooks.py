@@ -195,6 +195,5 @@ SETTINGS: tuple[Setting, ...] = (
         details=(IN_WORKER + " Calling `default_ssl_context_factory()` gives a server context already set up "
             "from the SSL settings; adjust it (minimum version, ALPN, SNI callback...) and return it.",),
         default_doc="returns `default_ssl_context_factory()` unchanged",
-        pending="arrives with TLS support",
     ),
 )

@@ -11,7 +11,8 @@ import ssl
 from pronghorn.config import validators
 from pronghorn.config.setting import Setting
 
-TLS = "arrives with TLS support"
+RAGGED_EOFS = "arrives with ragged-EOF control in the event-loop worker"
+HANDSHAKE_TIMING = "every worker already completes the handshake as it accepts a connection"
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -21,7 +22,6 @@ SETTINGS: tuple[Setting, ...] = (
         meta="FILE",
         validator=validators.string,
         default=None,
-        pending=TLS,
         desc="File holding the server's TLS private key (PEM).",
     ),
     Setting(
@@ -31,7 +31,6 @@ SETTINGS: tuple[Setting, ...] = (
         meta="FILE",
         validator=validators.string,
         default=None,
-        pending=TLS,
         desc="File holding the server's TLS certificate chain (PEM); setting it (or keyfile) turns TLS on.",
     ),
     Setting(
@@ -57,7 +56,6 @@ SETTINGS: tuple[Setting, ...] = (
         validator=validators.positive_integer,
         default=int(ssl.CERT_NONE),
         default_doc="`0` (`ssl.CERT_NONE`)",
-        pending=TLS,
         desc="Whether clients must present a certificate: 0 never asks, 1 asks (optional), 2 requires one.",
         details=("The numbers are Python's `ssl.CERT_NONE`, `ssl.CERT_OPTIONAL` and `ssl.CERT_REQUIRED`.",),
     ),
@@ -68,7 +66,6 @@ SETTINGS: tuple[Setting, ...] = (
         meta="FILE",
         validator=validators.string,
         default=None,
-        pending=TLS,
         desc="File of CA certificates (PEM) used to check client certificates.",
     ),
     Setting(
@@ -78,7 +75,7 @@ SETTINGS: tuple[Setting, ...] = (
         action="store_true",
         validator=validators.boolean,
         default=True,
-        pending=TLS,
+        pending=RAGGED_EOFS,
         desc="Treat a TLS connection closed without a close_notify alert as a normal end of data.",
         details=(
             "On by default; the flag cannot turn it off, only a config file can "
@@ -92,7 +89,7 @@ SETTINGS: tuple[Setting, ...] = (
         action="store_true",
         validator=validators.boolean,
         default=False,
-        pending=TLS,
+        pending=HANDSHAKE_TIMING,
         desc="Complete the TLS handshake as soon as a connection is accepted rather than on first read.",
     ),
     Setting(
@@ -101,7 +98,6 @@ SETTINGS: tuple[Setting, ...] = (
         cli=("--ciphers",),
         validator=validators.string,
         default=None,
-        pending=TLS,
         desc="OpenSSL cipher list for TLS 1.2 and older, e.g. 'ECDHE+AESGCM'; None keeps Python's defaults.",
         details=("TLS 1.3 suites are not affected by this string.",),
     ),
