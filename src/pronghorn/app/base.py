@@ -157,6 +157,9 @@ class Application(BaseApplication):
 
         try:
             Arbiter.check_settings(self.cfg)
+        except ConfigError as exc:
+            _fail(exc)  # one line, as when the server itself starts with it
+        try:
             self.wsgi()
         except Exception as exc:
             print("\nError while loading the application:\n", file=sys.stderr)

@@ -59,14 +59,21 @@ def check(cfg: Any) -> None:
     try:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=cfg.ca_certs)
     except ssl.SSLError as exc:
-        raise ConfigError(f"Invalid value for ca_certs: {cfg.ca_certs!r} ({exc})") from None
+        raise ConfigError(f"Invalid value for ca_certs: {cfg.ca_certs!r} ({_reason(exc)})") from None
     try:
         context.load_cert_chain(certfile=cfg.certfile, keyfile=cfg.keyfile)
     except ssl.SSLError as exc:
         name, path = ("keyfile", cfg.keyfile) if cfg.keyfile else ("certfile", cfg.certfile)
-        raise ConfigError(f"Invalid value for {name}: {path!r} (the certificate and key do not load: {exc})") from None
+        raise ConfigError(
+            f"Invalid value for {name}: {path!r} (the certificate and key do not load: {_reason(exc)})"
+        ) from None
     if cfg.ciphers:
         try:
             context.set_ciphers(cfg.ciphers)
         except ssl.SSLError as exc:
-            raise ConfigError(f"Invalid value for ciphers: {cfg.ciphers!r} ({exc})") from None
+            raise ConfigError(f"Invalid value for ciphers: {cfg.ciphers!r} ({_reason(exc)})") from None
+
+
+def _reason(exc: ssl.SSLError) -> str:
+    """OpenSSL's words: ``str()`` of an SSLError made from one string shows a tuple."""
+    return str(exc.strerror or (exc.args[-1] if exc.args else exc))
