@@ -50,12 +50,14 @@ from servers import (  # noqa: E402
     INSTALL_WRK,
     REPO,
     SERVERS,
+    UNVERIFIED,
     WORKERS,
     RunningServer,
     Server,
     Variant,
     find_servers,
     free_port,
+    make_tls_files,
     parse_variants,
 )
 
@@ -74,11 +76,13 @@ class Workload:
     threads: int | None = None  # application threads per worker for every row; None: each variant's own
     script: Path | None = None
     idle: int = 0  # idle keep-alive connections held open during the measurement
+    tls: bool = False  # HTTPS, with a certificate made for the run (servers that do not serve TLS sit out)
 
 
 def workloads(args: argparse.Namespace) -> list[Workload]:
     return [
         Workload("hello", "hello, keep-alive, c=50", "/", 50),
+        Workload("https", "hello over HTTPS (TLS 1.3), keep-alive, c=50", "/", 50, tls=True),
         Workload("sleep", f"10 ms app, c=200, {args.sleep_threads} threads for every server", "/sleep", 200,
                  threads=args.sleep_threads),
         Workload("big", "1 MiB responses, c=10", "/big", 10),
@@ -105,7 +109,7 @@ def matrix_rows(workload: Workload, variants: list[Variant], servers: dict[str, 
     rows: dict[tuple[str, int], Row] = {}
     for slot, variant in enumerate(variants):
         server = servers.get(variant.server)
-        if server is None:
+        if server is None or (workload.tls and not server.serves_tls):
             continue
         threads = server.effective_threads(workload.threads or variant.threads)
         rows.setdefault((server.name, threads), Row(slot, server, threads))
@@ -148,11 +152,11 @@ def _pinned(cpus: str, cmd: list[str]) -> list[str]:
     return ["taskset", "-c", cpus, *cmd] if cpus else cmd
 
 
-def run_wrk(port: int, workload: Workload, seconds: float, cpus: str = "") -> dict[str, Any]:
+def run_wrk(base_url: str, workload: Workload, seconds: float, cpus: str = "") -> dict[str, Any]:
     cmd = ["wrk", "-t2", f"-c{workload.connections}", f"-d{seconds:g}s", "--latency", "--timeout", WRK_TIMEOUT]
     if workload.script:
         cmd += ["-s", str(workload.script)]
-    cmd.append(f"http://127.0.0.1:{port}{workload.path}")
+    cmd.append(base_url + workload.path)
     out = subprocess.run(_pinned(cpus, cmd), check=False, capture_output=True, text=True, timeout=seconds + 30)
     if out.returncode != 0:
         raise RuntimeError(f"wrk exited with {out.returncode}: {out.stderr.strip() or out.stdout.strip()}")
@@ -162,9 +166,13 @@ def run_wrk(port: int, workload: Workload, seconds: float, cpus: str = "") -> di
 # -- one cell -------------------------------------------------------------------------------------
 
 
-def check_routes(port: int) -> None:
+def check_routes(base: str) -> None:
     """Every route answers what the workloads expect, before anything is measured."""
-    base = f"http://127.0.0.1:{port}"
+    if base.startswith("https:"):  # the HTTPS workload asks for / only
+        with urllib.request.urlopen(base + "/", timeout=10, context=UNVERIFIED) as resp:
+            if resp.read() != b"Hello, world!":
+                raise RuntimeError("GET / over HTTPS: unexpected body")
+        return
     expected = {"/": b"Hello, world!", "/sleep": b"Hello, world!"}
     for path, body in expected.items():
         with urllib.request.urlopen(base + path, timeout=10) as resp:
@@ -207,9 +215,9 @@ def measure(row: Row, workload: Workload, args: argparse.Namespace, logdir: Path
     log_path = logdir / f"{row.variant}-{workload.name}.log"
     server_cpus, client_cpus = _cpus(args)
     with RunningServer(server, free_port(), row.threads, log_path, own_session=not args.shared_scheduling,
-                       cpus=server_cpus) as running:
+                       cpus=server_cpus, tls=args.tls_files if workload.tls else None) as running:
         running.wait_ready()
-        check_routes(running.port)
+        check_routes(running.base_url)
         helper: subprocess.Popen[str] | None = None
         try:
             if workload.idle:
@@ -221,9 +229,9 @@ def measure(row: Row, workload: Workload, args: argparse.Namespace, logdir: Path
                 result["idle"] = _helper_line(helper, "ready")
             running.start_sampling()
             if args.warmup > 0:
-                run_wrk(running.port, workload, args.warmup, client_cpus)
+                run_wrk(running.base_url, workload, args.warmup, client_cpus)
             cpu_before = running.cpu_seconds()
-            result.update(run_wrk(running.port, workload, args.duration, client_cpus))
+            result.update(run_wrk(running.base_url, workload, args.duration, client_cpus))
             cpu = running.cpu_seconds() - cpu_before
             # Load-robust figures: what a request costs the server, and how much CPU it got.
             result["cpu_us_per_request"] = cpu / max(result["requests"], 1) * 1e6
@@ -283,6 +291,7 @@ def run_matrix(loads: list[Workload], variants: list[Variant], servers: dict[str
     total = sum(len(rows) for _, rows in plan) * args.rounds
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="pronghorn-bench-") as logdir:
+        args.tls_files = make_tls_files(Path(logdir)) if any(w.tls for w in loads) else None
         for round_no in range(args.rounds):
             for workload, rows in plan:
                 shift = round_no % len(rows) if rows else 0
@@ -394,7 +403,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"rows as SERVER:THREADS, comma-separated (default {DEFAULT_VARIANTS})")
     parser.add_argument("--servers", default=",".join(SERVERS),
                         help="keep only the variants of these servers (comma-separated subset of " + ",".join(SERVERS) + ")")
-    parser.add_argument("--workloads", default="hello,sleep,big,upload,idle", help="comma-separated subset")
+    parser.add_argument("--workloads", default="hello,https,sleep,big,upload,idle", help="comma-separated subset")
     parser.add_argument("--sleep-threads", type=int, default=32,
                         help="threads per worker of every server for the 10 ms app (default 32)")
     parser.add_argument("--pronghorn-worker", default="gthread", help="pronghorn's -k (default gthread; e.g. sync)")
@@ -454,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.json:
         Path(args.json).write_text(json.dumps({"environment": env, "options": {k: v for k, v in vars(args).items()
-                                                                              if k != "variant_list"},
+                                                                              if k not in ("variant_list", "tls_files")},
                                                "results": results, "runs": runs,
                                                "targets": [c.as_json() for c in checks],
                                                "notes": notes}, indent=2))

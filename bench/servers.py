@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 APP = "apps:app"
+UNVERIFIED = ssl._create_unverified_context()  # the self-signed benchmark certificate
 WORKERS = 2
 # Idle keep-alive connections must survive the whole "idle" workload (Gunicorn's default is 2 s).
 KEEP_ALIVE = 75
@@ -92,20 +94,26 @@ class Server:
             return f"gunicorn gthread, {threads} thread{plural}"
         return f"{self.name}, {threads} thread{plural}"
 
-    def command(self, port: int, threads: int) -> list[str]:
+    @property
+    def serves_tls(self) -> bool:
+        return self.name != "waitress"
+
+    def command(self, port: int, threads: int, tls: TlsFiles | None = None) -> list[str]:
         if self.name == "pronghorn":
             return [self.program, "-m", "pronghorn", APP, "-b", f"127.0.0.1:{port}", "-w", str(WORKERS),
                     "-k", self.worker, "--threads", str(threads), "--keep-alive", str(KEEP_ALIVE),
-                    "--log-level", "warning", "--graceful-timeout", "5"]
+                    "--log-level", "warning", "--graceful-timeout", "5", *_tls_args("--certfile", "--keyfile", tls)]
         if self.name == "gunicorn":
             return [self.program, APP, "-b", f"127.0.0.1:{port}", "-w", str(WORKERS), "-k", "gthread",
                     "--threads", str(threads), "--keep-alive", str(KEEP_ALIVE), "--log-level", "warning",
-                    "--graceful-timeout", "5"]
+                    "--graceful-timeout", "5", *_tls_args("--certfile", "--keyfile", tls)]
         if self.name == "granian":
             return [self.program, "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
                     "--workers", str(WORKERS), "--blocking-threads", str(threads), "--http", "1",
-                    "--no-ws", "--backlog", "2048", "--log-level", "warning", APP]
+                    "--no-ws", "--backlog", "2048", "--log-level", "warning",
+                    *_tls_args("--ssl-certificate", "--ssl-keyfile", tls), APP]
         if self.name == "waitress":
+            assert tls is None, "waitress does not serve TLS"
             # One process. poll() instead of select() so that more than 1024 sockets work; the
             # connection limit (default 100) is raised for the 1,000 idle connections.
             return [self.program, "--listen", f"127.0.0.1:{port}", f"--threads={threads}",
@@ -121,6 +129,26 @@ class Server:
             paths.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(paths)
         return env
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: Path
+    key: Path
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """A self-signed P-256 certificate for 127.0.0.1 (wrk does not verify it); the key in PKCS#8,
+    which Granian requires."""
+    files = TlsFiles(directory / "cert.pem", directory / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(files.key), "-out", str(files.cert)], check=True, capture_output=True)
+    return files
+
+
+def _tls_args(cert_flag: str, key_flag: str, tls: TlsFiles | None) -> list[str]:
+    return [] if tls is None else [cert_flag, str(tls.cert), key_flag, str(tls.key)]
 
 
 def _peer_python(program: str) -> str | None:
@@ -293,6 +321,7 @@ class RunningServer:
     # and wrk each get about half of the CPU, whatever their thread counts.
     own_session: bool = True
     cpus: str = ""  # a taskset CPU list the server (and every process it forks) is confined to
+    tls: TlsFiles | None = None
     proc: subprocess.Popen[bytes] | None = None
     peak_rss: dict[int, int] = field(default_factory=dict)  # worker pid -> max VmRSS in KiB
     _sampling: threading.Event = field(default_factory=threading.Event)
@@ -301,7 +330,7 @@ class RunningServer:
     def __enter__(self) -> RunningServer:
         log = open(self.log_path, "wb")
         try:
-            command = self.server.command(self.port, self.threads)
+            command = self.server.command(self.port, self.threads, self.tls)
             if self.cpus:
                 command = ["taskset", "-c", self.cpus, *command]
             self.proc = subprocess.Popen(command, cwd=BENCH_DIR,
@@ -323,13 +352,17 @@ class RunningServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.server.name} exited with {self.proc.returncode}: {self.log_tail()}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=2) as resp:
+                with urllib.request.urlopen(f"{self.base_url}/", timeout=2, context=UNVERIFIED) as resp:
                     if resp.status == 200 and len(self.worker_pids()) >= self.expected_workers():
                         return
             except OSError:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"{self.server.name} not ready after {timeout:.0f} s: {self.log_tail()}")
+
+    @property
+    def base_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def expected_workers(self) -> int:
         return 1 if self.server.name == "waitress" else WORKERS
