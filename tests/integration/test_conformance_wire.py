@@ -42,7 +42,6 @@ from serving import WORKER_ARGS, Server, free_port, pronghorn_cmd, running
 
 CASES_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "cases.jsonl"
 IDLE = 2.0  # seconds of silence that end a read, as the corpus rules state
-SKIPPED_FLAGS = {"--proxy-protocol": "PROXY protocol not implemented yet"}
 
 # The echo app, written from the contract in the corpus README (the contract is text, not a module).
 ECHO_APP = '''\
@@ -333,12 +332,7 @@ def _report(case: dict[str, Any], exchange: Exchange, reason: str, server: Serve
     ])
 
 
-def _case_param(case: dict[str, Any]) -> Any:
-    marks = [pytest.mark.skip(reason=SKIPPED_FLAGS[flag]) for flag in case["flags"] if flag in SKIPPED_FLAGS]
-    return pytest.param(case, id=case["id"], marks=marks[:1])
-
-
-_PARAMS = [_case_param(case) for case in CASES] or [
+_PARAMS = [pytest.param(case, id=case["id"]) for case in CASES] or [
     pytest.param(None, id="no-corpus", marks=pytest.mark.skip(reason=f"conformance corpus not found at {CASES_PATH}"))
 ]
 

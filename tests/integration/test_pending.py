@@ -27,7 +27,6 @@ def _error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 @pytest.mark.parametrize(("how", "name", "waits_for"), [
     (["--reuse-port"], "reuse_port", "per-worker listeners"),
     (["--do-handshake-on-connect"], "do_handshake_on_connect", "completes the handshake"),
-    (["--proxy-protocol"], "proxy_protocol", "PROXY protocol"),
     (["--statsd-host", "localhost:8125"], "statsd_host", "syslog/StatsD"),
     (["--http-parser", "fast"], "http_parser", "one built-in parser"),
     ("syslog = True\n", "syslog", "syslog/StatsD"),

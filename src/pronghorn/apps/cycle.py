@@ -19,9 +19,10 @@ from typing import Any
 
 from pronghorn import SERVER_SOFTWARE
 from pronghorn.apps.environ import build_environ, shared_environ
-from pronghorn.apps.forwarding import ForwardingPolicy
+from pronghorn.apps.forwarding import AllowedPeers, ForwardingPolicy
 from pronghorn.apps.wsgi import NO_BODY, BodySource, ClientDisconnected, FileWrapper, InputStream, Response, ResponseSink
 from pronghorn.http import Limits, ProtocolError, RequestHead, ResponseFramer
+from pronghorn.net.proxy_protocol import NO_HEADER, ForbiddenProxyRequest, ProxyInfo, read_proxy_header
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -86,7 +87,10 @@ class ClientConnection:
 class CycleSettings:
     """The settings the request cycle reads, taken from the configuration once per worker."""
 
-    __slots__ = ("multiprocess", "script_name", "sendfile", "forwarding", "untrusted_limits", "trusted_limits")
+    __slots__ = (
+        "multiprocess", "script_name", "sendfile", "forwarding", "untrusted_limits", "trusted_limits", "proxy_mode",
+        "proxy_peers",
+    )
 
     def __init__(self, cfg: Any) -> None:
         self.multiprocess: bool = cfg.workers > 1
@@ -94,6 +98,8 @@ class CycleSettings:
         self.script_name: str = cfg.env.get("SCRIPT_NAME", cfg.environ.get("SCRIPT_NAME", ""))
         self.sendfile: bool = cfg.sendfile_enabled
         self.forwarding = ForwardingPolicy(cfg.forwarded_allow_ips, cfg.secure_scheme_headers, cfg.forwarder_headers)
+        self.proxy_mode: str = cfg.proxy_protocol  # "off": no connection is looked at for a PROXY header
+        self.proxy_peers = AllowedPeers(cfg.proxy_allow_ips)
         limits = dict(
             limit_request_line=cfg.limit_request_line,
             limit_request_fields=cfg.limit_request_fields,
@@ -150,8 +156,10 @@ class RequestCycle:
         url_scheme: str = "http",
         multithread: bool = False,
         sock: Any = None,
+        proxy: ProxyInfo | None = None,
     ) -> ClientConnection:
-        """What every request on a new connection shares, worked out once."""
+        """What every request on a new connection shares, worked out once (``proxy``: what its PROXY
+        header said, which sets REMOTE_ADDR and the PROXY_* entries; trust stays the peer's own)."""
         trusted = self.forwarding.trusts(peer)
         key = (server, url_scheme, multithread)
         environ = self._shared_environs.get(key)
@@ -163,7 +171,24 @@ class RequestCycle:
             environ = {**environ, "pronghorn.socket": sock, "gunicorn.socket": sock}
         limits = self.settings.trusted_limits if trusted else self.settings.untrusted_limits
         remote = (peer[0], str(peer[1])) if isinstance(peer, tuple) else (peer or "", None)
+        if proxy is not None:
+            environ = {**environ, **proxy.environ()}
+            if proxy.client is not None:
+                remote = (proxy.client[0], str(proxy.client[1]))
         return ClientConnection(peer, remote, trusted, limits, url_scheme, environ)
+
+    def proxy_header(self, data: bytes, peer: tuple[str, int] | str | None) -> tuple[ProxyInfo | None, int] | None:
+        """A new connection's first bytes: None while more are needed, else the PROXY header (None if
+        there is none, or the mode is off) and the bytes it took. ``ProtocolError`` for a malformed
+        header (400) or one from a peer outside ``proxy_allow_ips`` (403)."""
+        mode = self.settings.proxy_mode
+        if mode == "off":
+            return NO_HEADER
+        found = read_proxy_header(data, mode)
+        if found is not None and found[0] is not None and not self.settings.proxy_peers.allows(peer):
+            raise ForbiddenProxyRequest(f"PROXY header from {peer[0] if isinstance(peer, tuple) else peer}, "
+                                        "which is not in proxy_allow_ips")
+        return found
 
     def start(
         self, head: RequestHead, body: BodySource, sink: ResponseSink, client: ClientConnection, *, keep_alive: bool = True

@@ -23,15 +23,13 @@ _UNDERSCORE = 0x5F  # "_" as an int: ``b"_" in name`` raises and clears a TypeEr
 _V4_MAPPED_PREFIX = b"\0" * 10 + b"\xff\xff"  # RFC 4291 section 2.5.5.2: ::ffff:a.b.c.d
 
 
-class ForwardingPolicy:
-    def __init__(
-        self,
-        allow_ips: Iterable[str],
-        secure_scheme_headers: Mapping[str, str],
-        forwarder_headers: Iterable[str],
-    ) -> None:
+class AllowedPeers:
+    """A list of IP addresses, CIDR networks or ``*``, and whether a peer is in it. A unix-socket
+    peer always is: only local processes can reach the socket."""
+
+    def __init__(self, allow_ips: Iterable[str]) -> None:
         allowed = list(allow_ips)
-        self.trust_all = "*" in allowed
+        self.everyone = "*" in allowed
         # Plain addresses are compared packed; ``ipaddress`` only for networks and scoped addresses.
         self.addresses = frozenset(packed_address(a) for a in allowed if a != "*" and not needs_ipaddress(a))
         self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
@@ -39,27 +37,20 @@ class ForwardingPolicy:
             import ipaddress
 
             self.networks = [ipaddress.ip_network(a, strict=False) for a in allowed if needs_ipaddress(a)]
-        self.secure_scheme_headers = normalize_scheme_headers(
-            {name.encode("latin-1"): value.encode("latin-1") for name, value in secure_scheme_headers.items()}
-        )
-        self._trust_by_ip: dict[str, bool] = {}
-        self.forwarder_names = frozenset(name.strip().upper() for name in forwarder_headers if name.strip())
-        self.forward_any = "*" in self.forwarder_names
+        self._by_ip: dict[str, bool] = {}
 
-    def trusts(self, peer: tuple[str, int] | str | None) -> bool:
-        """Whether ``peer`` (an (ip, port) pair, or a unix socket path/None) may set forwarded values."""
-        if not isinstance(peer, tuple):
+    def allows(self, peer: tuple[str, int] | str | None) -> bool:
+        """Whether ``peer`` (an (ip, port) pair, or a unix socket path/None) is in the list."""
+        if not isinstance(peer, tuple) or self.everyone:
             return True
-        if self.trust_all:
-            return True
-        known = self._trust_by_ip.get(peer[0])
+        known = self._by_ip.get(peer[0])
         if known is None:
-            known = self._trust_by_ip[peer[0]] = self._trusts_ip(peer[0])
-            if len(self._trust_by_ip) > 4096:  # bounded: many distinct clients must not grow it forever
-                self._trust_by_ip.clear()
+            known = self._by_ip[peer[0]] = self._allows_ip(peer[0])
+            if len(self._by_ip) > 4096:  # bounded: many distinct clients must not grow it forever
+                self._by_ip.clear()
         return known
 
-    def _trusts_ip(self, ip: str) -> bool:
+    def _allows_ip(self, ip: str) -> bool:
         packed = packed_address(ip.split("%", 1)[0])
         if packed is None:
             return False
@@ -73,6 +64,25 @@ class ForwardingPolicy:
 
         address = ipaddress.ip_address(packed)
         return any(address in network for network in self.networks)
+
+
+class ForwardingPolicy:
+    def __init__(
+        self,
+        allow_ips: Iterable[str],
+        secure_scheme_headers: Mapping[str, str],
+        forwarder_headers: Iterable[str],
+    ) -> None:
+        self.trusted_peers = AllowedPeers(allow_ips)
+        self.secure_scheme_headers = normalize_scheme_headers(
+            {name.encode("latin-1"): value.encode("latin-1") for name, value in secure_scheme_headers.items()}
+        )
+        self.forwarder_names = frozenset(name.strip().upper() for name in forwarder_headers if name.strip())
+        self.forward_any = "*" in self.forwarder_names
+
+    def trusts(self, peer: tuple[str, int] | str | None) -> bool:
+        """Whether ``peer`` (an (ip, port) pair, or a unix socket path/None) may set forwarded values."""
+        return self.trusted_peers.allows(peer)
 
     def from_proxy(self, head: RequestHead) -> tuple[str | None, dict[str, str] | None]:
         """What a trusted peer's headers set, in one pass: the scheme of its secure-scheme headers

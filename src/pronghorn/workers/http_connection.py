@@ -45,6 +45,7 @@ class HttpConnection(asyncio.Protocol):
     __slots__ = (
         "host", "listener", "fileno", "peer", "client", "parser", "transport", "output", "head", "body", "exchange",
         "sink", "busy", "running", "parked", "closing", "reading_paused", "deadline", "started", "parked_since", "claim",
+        "proxy_pending",
     )
 
     def __init__(self, host: WorkerLoop, listener: Listener, peer: Any, fileno: int, claim: FreshClaim = SETTLED) -> None:
@@ -75,6 +76,8 @@ class HttpConnection(asyncio.Protocol):
         self.started = 0.0  # when the running request was dispatched (moved on by the time it was parked)
         self.parked_since = 0.0
         self.claim = claim  # on an app thread, until the first request runs (see ``Admission``)
+        # The first bytes, while a PROXY header may still be coming (None: not looked for, or done).
+        self.proxy_pending: bytes | None = None if host.cycle.settings.proxy_mode == "off" else b""
 
     # --- asyncio.Protocol ---
 
@@ -87,6 +90,11 @@ class HttpConnection(asyncio.Protocol):
         self.host.opened(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.proxy_pending is not None:
+            rest = self._after_proxy_header(self.proxy_pending + data)
+            if not rest:  # incomplete, refused, or nothing after the header yet (b"" would mean EOF)
+                return
+            data = rest
         self.parser.feed(data)
         if self.busy:
             if self.parser.buffered > READ_PAUSE_BYTES and not self.reading_paused:
@@ -96,6 +104,10 @@ class HttpConnection(asyncio.Protocol):
         self.process()
 
     def eof_received(self) -> bool | None:
+        if self.proxy_pending is not None:  # cut short before a PROXY header was complete: HTTP says what
+            if self.proxy_pending:
+                self.parser.feed(self.proxy_pending)
+            self.proxy_pending = None
         self.parser.feed(b"")
         if not self.busy:
             self.process()
@@ -136,6 +148,28 @@ class HttpConnection(asyncio.Protocol):
             self.host.loop.call_soon(self.resume)  # not from inside the transport's own callback
         elif not self.busy and not self.closing and self.parser.buffered:
             self.host.loop.call_soon(self.process)  # pipelined requests stopped while the client was behind
+
+    def _after_proxy_header(self, data: bytes) -> bytes | None:
+        """The bytes after the PROXY header (all of them without one); None while it is incomplete
+        or after it was refused."""
+        host = self.host
+        try:
+            found = host.cycle.proxy_header(data, self.peer)
+        except ProtocolError as exc:
+            self.proxy_pending = None
+            self.refuse(exc)
+            return None
+        if found is None:
+            self.proxy_pending = data
+            return None
+        self.proxy_pending = None
+        info, used = found
+        if info is not None:
+            self.client = host.cycle.connection(
+                self.peer, self.listener.server_name, url_scheme=host.url_scheme, multithread=host.threads > 1,
+                proxy=info,
+            )
+        return data[used:]
 
     # --- request handling ---
 

@@ -19,6 +19,7 @@ from typing import IO, Any
 from pronghorn.apps.wsgi import ClientDisconnected, ParserBody
 from pronghorn.http import CONNECTION_CLOSED, NEED_DATA, ProtocolError, RequestHead, RequestParser
 from pronghorn.net.listeners import Listener
+from pronghorn.net.proxy_protocol import ProxyInfo
 from pronghorn.workers.base import Worker
 
 _IGNORED_SEND_ERRORS = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN)
@@ -145,9 +146,13 @@ class SyncWorker(Worker):
     def _serve(self, listener: Listener, client: socket.socket, peer: Any) -> None:
         assert self.cycle is not None
         url_scheme = "https" if self.tls is not None else "http"
-        connection = self.cycle.connection(peer, listener.server_name, url_scheme=url_scheme, sock=client)
-        parser = RequestParser(connection.limits)
         try:
+            proxy, first_bytes = self._read_proxy_header(client, peer)
+            connection = self.cycle.connection(peer, listener.server_name, url_scheme=url_scheme, sock=client,
+                                               proxy=proxy)
+            parser = RequestParser(connection.limits)
+            if first_bytes:  # (feeding b"" would mean the end of input)
+                parser.feed(first_bytes)
             head = self._read_head(client, parser)
             if head is None:
                 return
@@ -173,6 +178,18 @@ class SyncWorker(Worker):
         except OSError as exc:
             if exc.errno not in _IGNORED_SEND_ERRORS:
                 self.log.exception("Socket error processing request.")
+
+    def _read_proxy_header(self, client: socket.socket, peer: Any) -> tuple[ProxyInfo | None, bytes]:
+        """The PROXY header, if the settings look for one and it came; and the bytes after it."""
+        assert self.cycle is not None
+        data = b""
+        while (found := self.cycle.proxy_header(data, peer)) is None:
+            chunk = client.recv(RECV_SIZE)
+            if not chunk:
+                return None, data  # the parser sees the same end of input
+            data += chunk
+        info, used = found
+        return info, data[used:]
 
     @staticmethod
     def _read_head(client: socket.socket, parser: RequestParser) -> RequestHead | None:

@@ -154,7 +154,6 @@ DELIBERATE_DIFFERENCES = {
 PENDING = frozenset({
     "http_parser",
     "reuse_port",
-    "proxy_protocol", "proxy_allow_ips",
     "disable_redirect_access_to_syslog", "capture_output", "logger_class", "logconfig", "logconfig_dict",
     "logconfig_json", "syslog_addr", "syslog", "syslog_prefix", "syslog_facility",
     "statsd_host", "dogstatsd_tags", "statsd_prefix", "enable_backlog_metric",

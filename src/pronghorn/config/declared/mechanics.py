@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from pronghorn.config import validators
 from pronghorn.config.setting import Setting
 
-PROXY_PROTOCOL = "arrives with PROXY protocol support"
 
 
 def start_directory(environ: Mapping[str, str]) -> str:
@@ -261,7 +260,6 @@ PROXY_TRUST_SETTINGS = (
         const="auto",
         validator=validators.choice_or_switch("off", "v1", "v2", "auto", on="auto", off="off"),
         default="off",
-        pending=PROXY_PROTOCOL,
         desc="Read a HAProxy PROXY protocol header at the start of each connection: off, v1, v2 or auto.",
         details=(
             "`v1` expects the text form, `v2` the binary form and `auto` either one. The flag given "
@@ -276,7 +274,6 @@ PROXY_TRUST_SETTINGS = (
         cli=("--proxy-allow-from",),
         validator=validators.address_list,
         default="127.0.0.1,::1",
-        pending=PROXY_PROTOCOL,
         desc="Addresses (IPs or CIDR networks, comma-separated, or '*') allowed to send a PROXY protocol header.",
         details=("A PROXY header from any other peer is answered with 403 Forbidden.",),
     ),
