@@ -172,6 +172,8 @@ def test_a_handshake_that_never_completes_is_cut_and_holds_nobody(tmp_path: Path
     (["--keyfile", "key.pem"], "Error: Invalid value for keyfile: 'key.pem' (certfile must be set with it)"),
     (["--certfile", "cert.pem", "--keyfile", "key.pem", "--ciphers", "NOT-A-CIPHER"],
      "Error: Invalid value for ciphers: 'NOT-A-CIPHER' ("),
+    (["--certfile", "cert.pem", "--keyfile", "key.pem", "--proxy-protocol"],
+     "Error: Invalid value for proxy_protocol: 'auto' (not available yet together with TLS; use 'off')"),
 ])
 def test_a_certificate_that_does_not_load_stops_start_up(tmp_path: Path, certs: trustme.CA, args: list[str],
                                                          line: str) -> None:

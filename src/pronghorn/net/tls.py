@@ -49,6 +49,9 @@ def check(cfg: Any) -> None:
         return
     if not cfg.certfile:
         raise ConfigError(f"Invalid value for keyfile: {cfg.keyfile!r} (certfile must be set with it)")
+    if cfg.proxy_protocol != "off":  # the header precedes the handshake: the TLS layer would read it
+        raise ConfigError(f"Invalid value for proxy_protocol: {cfg.proxy_protocol!r} (not available yet together "
+                          "with TLS; use 'off')")
     for name in ("certfile", "keyfile", "ca_certs"):
         path = getattr(cfg, name)
         if path and not os.access(path, os.R_OK):
