@@ -25,6 +25,7 @@ from pronghorn.logs import Logger
 from pronghorn.master import reexec
 from pronghorn.master.daemon import flush_stdio
 from pronghorn.master.descriptors import raise_open_files_limit
+from pronghorn.master.notify import ServiceNotifier
 from pronghorn.net.addresses import parse_address
 from pronghorn.proctitle import master_title, set_proc_title, worker_title
 from pronghorn.net.listeners import Listener, create_listeners, listeners_from_fds
@@ -61,6 +62,7 @@ class Arbiter:
         self.reexec_pid = 0
         self.master_pid = reexec.predecessor_pid(os.environ)
         self.systemd = reexec.from_systemd(os.environ, self.pid)
+        self.notifier = ServiceNotifier(os.environ, self.log.warning)
         self.start_environ = dict(os.environ)
         self.start_cwd = str(self.cfg.settings["chdir"].default)
         self.worker_class = resolve_worker_class(self.cfg.worker_class, self.cfg.threads)
@@ -119,6 +121,7 @@ class Arbiter:
             self.log.warning(message)
         if self.cfg.preload_app:
             self.preload()
+        self.notifier.ready("pronghorn master booted")
         self.call_hook("when_ready", self)
 
     def preload(self) -> None:
@@ -209,7 +212,11 @@ class Arbiter:
     handle_quit = handle_int
 
     def handle_hup(self) -> None:
-        self.reload()
+        self.notifier.reloading()
+        try:
+            self.reload()
+        finally:
+            self.notifier.ready("pronghorn master reloaded")
 
     def handle_ttin(self) -> None:
         self.num_workers += 1
@@ -491,6 +498,7 @@ class Arbiter:
 
     def stop(self, graceful: bool = True) -> None:
         """Close the listeners, ask workers to stop, wait up to ``graceful_timeout``, then kill."""
+        self.notifier.stopping()
         # A unix socket file stays while another master (upgrade) or systemd still serves from it.
         unlink = not (self.reexec_pid or self.master_pid or self.systemd)
         for listener in self.listeners:

@@ -1,0 +1,62 @@
+"""systemd readiness messages (sd_notify), read from a datagram socket the test owns."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from serving import free_port, http_get, pronghorn_cmd, running
+
+
+def _messages(sock: socket.socket, until: str, timeout: float = 20.0) -> list[dict[str, str]]:
+    """Datagrams as dicts, up to and including the first that has the key ``until``."""
+    got: list[dict[str, str]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            data = sock.recv(4096)
+        except TimeoutError:
+            break
+        message = dict(line.split("=", 1) for line in data.decode().splitlines())
+        got.append(message)
+        if until in message:
+            return got
+    raise AssertionError(f"no {until} message in {timeout}s; got {got}")
+
+
+@pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])
+def test_ready_reloading_and_stopping_reach_the_service_manager(project: Path, abstract: bool) -> None:
+    name = f"pronghorn-test-{time.monotonic_ns()}"
+    address = "\0" + name if abstract else str(project / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(address)
+        port = free_port()
+        env = {"NOTIFY_SOCKET": "@" + name if abstract else address}
+        with running(pronghorn_cmd("exampleapi:app", "-b", f"127.0.0.1:{port}"), cwd=project, port=port,
+                     env=env) as server:
+            ready = _messages(listener, "READY")[-1]
+            assert ready["READY"] == "1" and ready["MAINPID"] == str(server.pid)
+            assert http_get(port)[0] == 200
+
+            server.signal(signal.SIGHUP)
+            reload = _messages(listener, "READY")
+            assert reload[0]["RELOADING"] == "1" and int(reload[0]["MONOTONIC_USEC"]) > 0
+            assert reload[-1]["READY"] == "1" and len(reload) == 2
+
+            server.signal(signal.SIGTERM)
+            assert _messages(listener, "STOPPING")[-1]["STOPPING"] == "1"
+            server.proc.wait(timeout=30)
+
+
+def test_no_notify_socket_sends_nothing_and_an_unreachable_one_is_only_logged(project: Path) -> None:
+    port = free_port()
+    env = {"NOTIFY_SOCKET": str(project / "nobody-listens.sock")}
+    with running(pronghorn_cmd("exampleapi:app", "-b", f"127.0.0.1:{port}"), cwd=project, port=port,
+                 env=env) as server:
+        assert http_get(port)[0] == 200
+        out = server.wait_for_output("Could not notify the service manager")
+    assert "nobody-listens.sock" in out and "Traceback" not in out
