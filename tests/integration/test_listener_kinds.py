@@ -102,3 +102,28 @@ def test_a_socket_handed_over_by_descriptor_is_served(app_dir: Path, worker: str
         assert _get(socket.AF_INET, ("127.0.0.1", port))["remote"] == "127.0.0.1"
         out = server.wait_for_output("Listening at")
         assert f"127.0.0.1:{port}" in out
+
+
+def test_reuse_port_lets_a_second_server_share_the_port(app_dir: Path) -> None:
+    port = free_port()
+    cmd = pronghorn_cmd("kindsapp:app", "-b", f"127.0.0.1:{port}", "-w", "1", "--reuse-port")
+    with running(cmd, cwd=app_dir, port=port) as first:
+        first.wait_for_output("Booting worker")
+        with running(cmd, cwd=app_dir) as second:  # the same port: both bind it with SO_REUSEPORT
+            second.wait_for_output("Booting worker")
+            assert "Listening at" in second.output()
+            for _ in range(20):  # new connections go to either server; every one is answered
+                assert _get(socket.AF_INET, ("127.0.0.1", port))["remote"] == "127.0.0.1"
+            first.signal(signal.SIGTERM)
+            first.proc.wait(timeout=30)
+            assert _get(socket.AF_INET, ("127.0.0.1", port))["remote"] == "127.0.0.1"  # the second serves on
+
+
+def test_without_reuse_port_a_second_server_cannot_bind_the_port(app_dir: Path) -> None:
+    port = free_port()
+    cmd = pronghorn_cmd("kindsapp:app", "-b", f"127.0.0.1:{port}", "-w", "1")
+    with running(cmd, cwd=app_dir, port=port) as first:
+        first.wait_for_output("Booting worker")
+        with running(cmd, cwd=app_dir) as second:
+            assert second.proc.wait(timeout=60) != 0  # after its bind retries
+            assert "Address already in use" in second.output()

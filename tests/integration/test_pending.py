@@ -25,7 +25,7 @@ def _error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 
 @pytest.mark.parametrize(("how", "name", "waits_for"), [
-    (["--reuse-port"], "reuse_port", "per-worker listeners"),
+    (["--log-syslog"], "syslog", "syslog/StatsD"),
     (["--do-handshake-on-connect"], "do_handshake_on_connect", "completes the handshake"),
     (["--statsd-host", "localhost:8125"], "statsd_host", "syslog/StatsD"),
     (["--http-parser", "fast"], "http_parser", "one built-in parser"),
@@ -49,7 +49,7 @@ def test_a_pending_setting_given_a_value_stops_start_up(project: Path, how: list
 
 
 def test_a_pending_setting_at_its_default_is_accepted(project: Path) -> None:
-    (project / "conf.py").write_text("reuse_port = False\nhttp_parser = 'auto'\nsuppress_ragged_eofs = True\n")
+    (project / "conf.py").write_text("syslog = False\nhttp_parser = 'auto'\nsuppress_ragged_eofs = True\n")
     result = _start(project, "-c", "conf.py", "--check-config")
     assert result.returncode == 0, result.stderr
 
@@ -71,8 +71,7 @@ def test_help_says_which_settings_are_not_available_yet(project: Path) -> None:
                             timeout=60)
     assert result.returncode == 0
     flat = " ".join(result.stdout.split())
-    assert "--reuse-port Not available yet (arrives with per-worker listeners (SO_REUSEPORT)): setting it stops " \
-           "start-up." in flat
+    assert "--log-syslog Not available yet (arrives with syslog/StatsD logging): setting it stops start-up." in flat
     assert "--ssl-version SSL_VERSION Deprecated: ignored, as in Gunicorn;" in flat
     assert "--workers INT Number of worker processes the master keeps running." in flat  # no prefix
 

@@ -112,7 +112,8 @@ class Arbiter:
                 self.start_environ.pop(name, None)
         else:
             self.listeners = create_listeners(
-                self.addresses, backlog=self.cfg.backlog, umask=self.cfg.umask, log=self.log.error
+                self.addresses, backlog=self.cfg.backlog, reuse_port=self.cfg.reuse_port, umask=self.cfg.umask,
+                log=self.log.error,
             )
         for listener in self.listeners:
             self.log.info("Listening at: %s (%s)", listener, self.pid)
@@ -279,8 +280,8 @@ class Arbiter:
     def _rebind(self, addresses: list[Any]) -> None:
         """Listen on the new ``bind`` addresses; if that fails, keep serving on the old ones."""
         try:
-            listeners = create_listeners(addresses, backlog=self.cfg.backlog, umask=self.cfg.umask,
-                                         log=self.log.error, attempts=1)
+            listeners = create_listeners(addresses, backlog=self.cfg.backlog, reuse_port=self.cfg.reuse_port,
+                                         umask=self.cfg.umask, log=self.log.error, attempts=1)
         except OSError as exc:
             self.log.error("Reload could not bind the new addresses, keeping the old ones: %s", exc)
             return

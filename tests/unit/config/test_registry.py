@@ -153,7 +153,6 @@ DELIBERATE_DIFFERENCES = {
 # Settings whose mechanism has not landed. This list may only shrink as features land.
 PENDING = frozenset({
     "http_parser",
-    "reuse_port",
     "disable_redirect_access_to_syslog", "capture_output", "logger_class", "logconfig", "logconfig_dict",
     "logconfig_json", "syslog_addr", "syslog", "syslog_prefix", "syslog_facility",
     "statsd_host", "dogstatsd_tags", "statsd_prefix", "enable_backlog_metric",
