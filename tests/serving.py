@@ -122,6 +122,21 @@ def running(args: Sequence[str], *, cwd: Path | str, port: int | None = None,
         server.stop()
 
 
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if int(fields[1]) == pid:  # fields[0] is the state, fields[1] the parent's pid
+            found.append(int(entry))
+    return sorted(found)
+
+
 def pronghorn_cmd(*args: str, module: str = "pronghorn") -> list[str]:
     return [sys.executable, "-m", module, *args]
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serving import WORKER_ARGS, Server, free_port, pronghorn_cmd, running
+from serving import WORKER_ARGS, Server, children_of, free_port, pronghorn_cmd, running
 
 # One module, one callable, a few paths. Each worker leaves a marker when it has imported the app,
 # so the suite knows when every worker is ready (and takes descriptor baselines only then).
@@ -102,19 +102,6 @@ class CaseFigures:
 # -- /proc ------------------------------------------------------------------------------------------
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if int(fields[1]) == pid:  # fields[0] is the state, fields[1] the parent's pid
-            found.append(int(entry))
-    return sorted(found)
 
 
 def fd_count(pid: int) -> int:

@@ -7,6 +7,7 @@ process on loopback, stopped by its pid.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import signal
 import socket
 import ssl
@@ -19,11 +20,23 @@ from typing import NamedTuple
 import pytest
 import trustme
 from cryptography import x509
-from serving import WORKER_ARGS, Server, child_env, free_port, parse_response, pronghorn_cmd, running
+from serving import (
+    WORKER_ARGS,
+    Server,
+    child_env,
+    children_of,
+    free_port,
+    parse_response,
+    pronghorn_cmd,
+    read_responses,
+    running,
+    split_responses,
+)
 
 WORKERS = ["sync", "gthread", "gthread-t4"]
 
 APP = r'''
+import hashlib
 import os
 
 FILE_SIZE = 300_000
@@ -35,7 +48,20 @@ def app(environ, start_response):
             out.write(bytes(range(256)) * (FILE_SIZE // 256) + b"x" * (FILE_SIZE % 256))
         start_response("200 OK", [("Content-Length", str(FILE_SIZE))])
         return environ["wsgi.file_wrapper"](open("payload.bin", "rb"))
-    body = f"{environ['wsgi.url_scheme']} {os.getpid()}".encode()
+    if environ["PATH_INFO"] == "/echo":  # the body's size and digest, read in pieces
+        digest = hashlib.sha256()
+        size = 0
+        while chunk := environ["wsgi.input"].read(65536):
+            digest.update(chunk)
+            size += len(chunk)
+        body = f"{size} {digest.hexdigest()}".encode()
+    elif environ["PATH_INFO"] == "/big":  # 32 MiB, streamed: more than any buffer along the way
+        start_response("200 OK", [("Content-Length", str(32 << 20))])
+        return (b"z" * 65536 for _ in range(512))
+    elif environ["PATH_INFO"] == "/addr":
+        body = f"{environ['REMOTE_ADDR']}:{environ['REMOTE_PORT']}".encode()
+    else:
+        body = f"{environ['wsgi.url_scheme']} {os.getpid()}".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 '''
@@ -172,8 +198,9 @@ def test_a_handshake_that_never_completes_is_cut_and_holds_nobody(tmp_path: Path
     (["--keyfile", "key.pem"], "Error: Invalid value for keyfile: 'key.pem' (certfile must be set with it)"),
     (["--certfile", "cert.pem", "--keyfile", "key.pem", "--ciphers", "NOT-A-CIPHER"],
      "Error: Invalid value for ciphers: 'NOT-A-CIPHER' ("),
-    (["--certfile", "cert.pem", "--keyfile", "key.pem", "--proxy-protocol"],
-     "Error: Invalid value for proxy_protocol: 'auto' (not available yet together with TLS; use 'off')"),
+    (["--certfile", "cert.pem", "--keyfile", "key.pem", "--proxy-protocol", "-k", "sync"],
+     "Error: Invalid value for proxy_protocol: 'auto' (not available together with TLS on the SyncWorker; use 'off' "
+     "or the default worker)"),
 ])
 def test_a_certificate_that_does_not_load_stops_start_up(tmp_path: Path, certs: trustme.CA, args: list[str],
                                                          line: str) -> None:
@@ -183,3 +210,98 @@ def test_a_certificate_that_does_not_load_stops_start_up(tmp_path: Path, certs: 
         assert result.returncode == 1, result.stderr
         lines = [text for text in result.stderr.splitlines() if text.strip()]
         assert len(lines) == 1 and lines[0].startswith(line), lines
+
+
+def _responses(tls: ssl.SSLSocket, count: int) -> list[tuple[int, bytes]]:
+    """(status, body) of the next ``count`` responses on one connection."""
+    parts = split_responses(read_responses(tls, count))
+    assert len(parts) == count, parts
+    return [(status, body) for status, _, body in map(parse_response, parts)]
+
+
+@pytest.mark.parametrize("worker", ["gthread", "gthread-t4"])
+def test_one_connection_carries_pipelined_requests_a_large_upload_and_a_clean_close(
+        tmp_path: Path, certs: trustme.CA, worker: str) -> None:
+    upload = bytes(range(256)) * 8192  # 2 MiB: many records, spilled to a file by the server
+    with _tls_server(tmp_path, worker) as (port, _):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            # Without suppressed ragged EOFs, a close without close_notify would raise here.
+            with _client_context(certs).wrap_socket(raw, server_hostname="127.0.0.1",
+                                                    suppress_ragged_eofs=False) as tls:
+                tls.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n" * 3)  # one record, three requests
+                assert [status for status, _ in _responses(tls, 3)] == [200] * 3
+                tls.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(upload) + upload)
+                (status, body), = _responses(tls, 1)
+                assert (status, body) == (200, f"{len(upload)} {hashlib.sha256(upload).hexdigest()}".encode())
+                tls.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                assert _responses(tls, 1)[0][0] == 200
+                assert tls.recv(1) == b""  # the server's close_notify, then its close
+
+
+@pytest.mark.parametrize("worker", ["sync", "gthread"])
+def test_plain_http_on_the_tls_port_gets_no_http_answer(tmp_path: Path, certs: trustme.CA, worker: str) -> None:
+    with _tls_server(tmp_path, worker) as (port, _):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := raw.recv(65536):
+                    data += chunk
+        assert b"HTTP/1.1" not in data  # a TLS alert at most, then a close
+        assert _https_get(port, _client_context(certs)).status == 200
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_a_proxy_header_before_the_handshake_sets_the_client_address(tmp_path: Path, certs: trustme.CA,
+                                                                     version: str) -> None:
+    if version == "v1":
+        header = b"PROXY TCP4 203.0.113.7 192.0.2.1 40001 443\r\n"
+    else:  # signature, v2 PROXY, TCP over IPv4, 12 address bytes
+        header = (b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c" + socket.inet_aton("203.0.113.7")
+                  + socket.inet_aton("192.0.2.1") + (40001).to_bytes(2, "big") + (443).to_bytes(2, "big"))
+    with _tls_server(tmp_path, "gthread", "--proxy-protocol", version, "--proxy-allow-from", "127.0.0.1") as (port, _):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(header)
+            with _client_context(certs).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                tls.sendall(b"GET /addr HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert _responses(tls, 1) == [(200, b"203.0.113.7:40001")]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:  # a bad header: closed, no HTTP
+            raw.sendall(b"PROXY TCP4 nonsense\r\n")
+            assert raw.recv(65536) == b""
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.parametrize("worker", ["gthread", "gthread-t4"])
+def test_clients_that_do_not_read_hold_neither_memory_nor_others(tmp_path: Path, certs: trustme.CA,
+                                                                  worker: str) -> None:
+    """Flow control counts encrypted bytes: a response is parked, not encrypted into memory whole."""
+    with _tls_server(tmp_path, worker, "-w", "1") as (port, server):
+        _https_get(port, _client_context(certs))  # the worker is up and warm
+        workers = children_of(server.pid)
+        before = sum(_rss_kib(pid) for pid in workers)
+        stalled = []
+        try:
+            for _ in range(4):
+                raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+                tls = _client_context(certs).wrap_socket(raw, server_hostname="127.0.0.1")
+                tls.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+                stalled.append(tls)
+            time.sleep(1.0)
+            started = time.monotonic()
+            assert _https_get(port, _client_context(certs)).status == 200
+            assert time.monotonic() - started < 1.0
+            grown = sum(_rss_kib(pid) for pid in workers) - before
+            assert grown < 16 * 1024, f"the worker grew by {grown} KiB for 4 x 32 MiB not read"
+            with stalled[0]:  # and a stalled response still arrives whole once read
+                got = len(read_responses(stalled[0]))
+            assert got > 32 << 20
+        finally:
+            for tls in stalled:
+                tls.close()

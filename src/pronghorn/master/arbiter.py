@@ -69,15 +69,15 @@ class Arbiter:
         self.board = ConnectionBoard()  # before any fork: every worker shares it
         self.addresses = _parse_binds(self.cfg.bind)
         self.cfg.env  # noqa: B018 - validates raw_env before anything starts
-        tls.check(self.cfg)
+        tls.check(self.cfg, self.worker_class)
 
     @staticmethod
     def check_settings(cfg: Config) -> None:
         """The checks that need more than one setting's validator (``--check-config`` runs them)."""
-        resolve_worker_class(cfg.worker_class, cfg.threads)
+        worker_class = resolve_worker_class(cfg.worker_class, cfg.threads)
         _parse_binds(cfg.bind)
         cfg.env  # noqa: B018
-        tls.check(cfg)
+        tls.check(cfg, worker_class)
 
     # --- num_workers fires nworkers_changed on every assignment, as in Gunicorn ---
 
@@ -257,7 +257,7 @@ class Arbiter:
             self.app.reload()
             new_class = resolve_worker_class(self.app.cfg.worker_class, self.app.cfg.threads)
             new_addresses = _parse_binds(self.app.cfg.bind)
-            tls.check(self.app.cfg)  # new workers read the certificates again: they must load
+            tls.check(self.app.cfg, new_class)  # new workers read the certificates again: they must load
         except Exception as exc:
             self.log.error("Reload failed, keeping the current configuration: %s", exc)
             return

@@ -60,6 +60,9 @@ def resident_memory_mib() -> float:
 class Worker:
     """One worker process. ``timeout`` is the heartbeat interval (half the master's ``timeout``)."""
 
+    # Reads a PROXY header from the raw connection before the TLS handshake (both settings at once).
+    proxy_header_before_tls = False
+
     def __init__(
         self,
         age: int,

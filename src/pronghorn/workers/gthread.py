@@ -57,6 +57,8 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 class ThreadWorker(Worker):
     """Gunicorn's ``gthread`` name, on an event loop; ``WorkerLoop`` is what its connections see."""
 
+    proxy_header_before_tls = True  # the connection does its own TLS, after the PROXY header
+
     def run(self) -> None:
         self.prepare(new_event_loop())
         asyncio.set_event_loop(self.loop)

@@ -12,6 +12,7 @@ It knows its worker through the worker's ``WorkerLoop``; unit tests drive it wit
 from __future__ import annotations
 
 import asyncio
+import ssl
 from time import monotonic  # a module global: no attribute look-up per call
 from typing import TYPE_CHECKING, Any, cast
 
@@ -27,6 +28,7 @@ from pronghorn.http import (
     RequestParser,
 )
 from pronghorn.net.listeners import Listener
+from pronghorn.net.tls import TlsStream
 from pronghorn.workers.admission import SETTLED, FreshClaim
 from pronghorn.workers.loop_io import SPILL_THRESHOLD, LoopOutput, SpooledBody, ThreadSink
 
@@ -45,7 +47,7 @@ class HttpConnection(asyncio.Protocol):
     __slots__ = (
         "host", "listener", "fileno", "peer", "client", "parser", "transport", "output", "head", "body", "exchange",
         "sink", "busy", "running", "parked", "closing", "reading_paused", "deadline", "started", "parked_since", "claim",
-        "proxy_pending",
+        "proxy_pending", "tls",
     )
 
     def __init__(self, host: WorkerLoop, listener: Listener, peer: Any, fileno: int, claim: FreshClaim = SETTLED) -> None:
@@ -78,6 +80,9 @@ class HttpConnection(asyncio.Protocol):
         self.claim = claim  # on an app thread, until the first request runs (see ``Admission``)
         # The first bytes, while a PROXY header may still be coming (None: not looked for, or done).
         self.proxy_pending: bytes | None = None if host.cycle.settings.proxy_mode == "off" else b""
+        # TLS of our own (not an ``ssl=`` transport): its handshake counts against header_timeout
+        # like a request head, and its records go out with the responses' writes.
+        self.tls = TlsStream(host.tls) if host.tls is not None else None
 
     # --- asyncio.Protocol ---
 
@@ -86,7 +91,9 @@ class HttpConnection(asyncio.Protocol):
         # Inline, bytes go straight to the socket while it takes them. With app threads, every write
         # goes through the transport, which keeps the GIL (os.write releases it, and a waiting app
         # thread would take it in the middle of the loop's pass, and the loop wait to get it back).
-        self.output = LoopOutput(self.host.loop, self.transport, self.fileno, self, direct=self.host.threads == 1)
+        self.output = LoopOutput(
+            self.host.loop, self.transport, self.fileno, self, direct=self.host.threads == 1, tls=self.tls
+        )
         self.host.opened(self)
 
     def data_received(self, data: bytes) -> None:
@@ -95,6 +102,18 @@ class HttpConnection(asyncio.Protocol):
             if not rest:  # incomplete, refused, or nothing after the header yet (b"" would mean EOF)
                 return
             data = rest
+        tls = self.tls
+        if tls is not None:
+            if tls.peer_closed or self.closing:
+                return
+            data = self._decrypt(tls, data)
+            if tls.peer_closed:  # close_notify: the end of input, after what came with it
+                if data:
+                    self.parser.feed(data)
+                self._end_of_input()
+                return
+            if not data:
+                return
         self.parser.feed(data)
         if self.busy:
             if self.parser.buffered > READ_PAUSE_BYTES and not self.reading_paused:
@@ -104,6 +123,11 @@ class HttpConnection(asyncio.Protocol):
         self.process()
 
     def eof_received(self) -> bool | None:
+        if self.tls is None or not self.tls.peer_closed:  # (after close_notify the parser knows already)
+            self._end_of_input()
+        return True  # half-close: a pipelined request may still be answered
+
+    def _end_of_input(self) -> None:
         if self.proxy_pending is not None:  # cut short before a PROXY header was complete: HTTP says what
             if self.proxy_pending:
                 self.parser.feed(self.proxy_pending)
@@ -111,7 +135,6 @@ class HttpConnection(asyncio.Protocol):
         self.parser.feed(b"")
         if not self.busy:
             self.process()
-        return True  # half-close: a pipelined request may still be answered
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -148,6 +171,25 @@ class HttpConnection(asyncio.Protocol):
             self.host.loop.call_soon(self.resume)  # not from inside the transport's own callback
         elif not self.busy and not self.closing and self.parser.buffered:
             self.host.loop.call_soon(self.process)  # pipelined requests stopped while the client was behind
+
+    def _decrypt(self, tls: TlsStream, data: bytes) -> bytes:
+        """The plain bytes in ``data``; b"" after a TLS failure, which closes the connection."""
+        try:
+            plain = tls.receive(data)
+        except ssl.SSLError as exc:  # a failed handshake (bad client certificate), a forged record
+            self.host.log.debug("TLS with %s failed: %s", client_ip(self.peer), exc)
+            self.close()  # after the alert OpenSSL wrote
+            return b""
+        self._send_tls_output(tls)  # handshake messages, session tickets, key updates
+        return plain
+
+    def _send_tls_output(self, tls: TlsStream) -> None:
+        data = tls.take_output()
+        if data and self.output is not None and not self.output.lost:
+            try:
+                self.output.send_raw(data)
+            except ClientDisconnected:
+                pass
 
     def _after_proxy_header(self, data: bytes) -> bytes | None:
         """The bytes after the PROXY header (all of them without one); None while it is incomplete
@@ -223,7 +265,7 @@ class HttpConnection(asyncio.Protocol):
     def refuse(self, exc: ProtocolError) -> None:
         """A request that cannot be served: its error status once, then close."""
         self.host.log.warning("Invalid request from ip=%s: %s", client_ip(self.peer), exc)
-        if exc.respond:
+        if exc.respond and (self.tls is None or self.tls.established):  # (no HTTP before the handshake)
             self.write_raw(exc.to_response())
         self.close()
 
@@ -370,6 +412,9 @@ class HttpConnection(asyncio.Protocol):
         self.closing = True
         if self.transport is not None and not self.transport.is_closing():
             self.flush()
+            if self.tls is not None:
+                self.tls.close_notify()
+                self._send_tls_output(self.tls)
             self.transport.close()  # what the transport still buffers is sent first
 
     def abort(self) -> None:

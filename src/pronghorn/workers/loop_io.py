@@ -20,6 +20,7 @@ import time
 from typing import IO, Protocol
 
 from pronghorn.apps.wsgi import BytesBody, ClientDisconnected
+from pronghorn.net.tls import TlsStream
 
 SPILL_THRESHOLD = 1 << 20  # request bodies larger than this go to a temporary file
 HIGH_WATER = 256 * 1024  # bytes handed from an app thread and not yet written, at which it stops pulling
@@ -116,20 +117,19 @@ class LoopOutput:
     """
 
     __slots__ = (
-        "_loop", "_transport", "_fileno", "_direct", "_owner", "_held", "_held_size", "paused", "lost", "file",
+        "_loop", "_transport", "_fileno", "_tls", "_direct", "_owner", "_held", "_held_size", "paused", "lost", "file",
         "_after_file",
     )
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport, fileno: int, owner: OutputOwner, *,
-        direct: bool = True,
+        direct: bool = True, tls: TlsStream | None = None,
     ) -> None:
         self._loop = loop
         self._transport = transport
-        # The socket itself (sendfile, and direct writes) only for plain TCP/unix: a TLS transport must
-        # see every byte. -1: never.
-        self._fileno = fileno if fileno >= 0 and transport.get_extra_info("sslcontext") is None else -1
-        self._direct = direct and self._fileno >= 0  # write straight to the socket while it takes the bytes
+        self._fileno = fileno  # the socket (direct writes, sendfile); -1: none
+        self._tls = tls  # everything written is encrypted by it first (and files are read, not sendfile'd)
+        self._direct = direct and fileno >= 0  # write straight to the socket while it takes the bytes
         self._owner = owner
         self._held: list[bytes] | None = None  # (one per idle connection: nothing allocated until used)
         self._held_size = 0
@@ -185,7 +185,7 @@ class LoopOutput:
 
     def resume(self) -> None:
         """The transport drained: a file read through it goes on."""
-        if self.file is not None and self._fileno < 0:
+        if self.file is not None and (self._fileno < 0 or self._tls is not None):
             self._send_file()
 
     # --- the loop's side ---
@@ -215,6 +215,12 @@ class LoopOutput:
         if self.file is not None:
             self._after_file.append(bytes(data))
             return
+        if self._tls is not None:
+            data = self._tls.encrypt(data)
+        self.send_raw(data)
+
+    def send_raw(self, data: bytes | memoryview) -> None:
+        """Bytes as they go on the wire, after anything written before them."""
         transport = self._transport
         if transport.is_closing():
             raise ClientDisconnected("connection closed")
@@ -235,6 +241,9 @@ class LoopOutput:
         """Several pieces in one ``writev`` (a large body is sent from where it is, not copied)."""
         if self.file is not None:
             self._after_file.extend(parts)
+            return
+        if self._tls is not None:
+            self.send_raw(self._tls.encrypt_parts(parts))
             return
         transport = self._transport
         if transport.is_closing():
@@ -264,7 +273,7 @@ class LoopOutput:
         """Send the file while the socket takes it; when it is full, wait for room without blocking."""
         send = self.file
         assert send is not None
-        if self._fileno < 0:
+        if self._fileno < 0 or self._tls is not None:
             self._read_file_through_transport(send)
             return
         if self._transport.get_write_buffer_size():
@@ -288,7 +297,7 @@ class LoopOutput:
         self._end_file()
 
     def _read_file_through_transport(self, send: FileSend) -> None:
-        """Without the socket (TLS): a block at a time, while the transport is not paused (``resume``)."""
+        """Without sendfile (TLS): a block at a time, while the transport is not paused (``resume``)."""
         transport = self._transport
         while send.count > 0 and not self.paused:
             if transport.is_closing():
@@ -300,7 +309,7 @@ class LoopOutput:
                 break  # the file is shorter than it was: the response ends short
             send.offset += len(data)
             send.count -= len(data)
-            transport.write(data)
+            transport.write(self._tls.encrypt(data) if self._tls is not None else data)
         else:
             if send.count > 0:
                 return  # paused: resume() goes on

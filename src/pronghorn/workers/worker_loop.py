@@ -99,18 +99,9 @@ class WorkerLoop:
     async def _connect(self, listener: Listener, sock: socket.socket, addr: Any, claim: FreshClaim) -> None:
         fileno = sock.fileno()
         try:
-            if self.tls is None:
-                await self.loop.connect_accepted_socket(
-                    lambda: HttpConnection(self, listener, addr, fileno, claim), sock
-                )
-            else:
-                # The handshake runs on the loop, under header_timeout, before the connection is
-                # made; a peer that never answers close_notify is cut after as long.
-                await self.loop.connect_accepted_socket(
-                    lambda: HttpConnection(self, listener, addr, fileno, claim), sock, ssl=self.tls,
-                    ssl_handshake_timeout=self.header_timeout, ssl_shutdown_timeout=self.header_timeout,
-                )
-        except (OSError, asyncio.TimeoutError):  # ssl.SSLError is an OSError
+            # (TLS is the connection's own: see ``HttpConnection.tls``.)
+            await self.loop.connect_accepted_socket(lambda: HttpConnection(self, listener, addr, fileno, claim), sock)
+        except OSError:
             sock.close()
             claim.settle()
             if self.admission is not None:
