@@ -7,7 +7,8 @@ Two ways of calling OpenSSL through Python's ``ssl`` module, on memory BIOs (no 
 - ``direct``: the C-level object behind it (``SSLObject._sslobj``), one read, checking the incoming
   BIO instead of catching an exception.
 
-The gap bounds what a TLS layer of our own in the connection protocol could save per request.
+The gap is what the connection's own TLS layer (``pronghorn/net/tls.py``, the direct way) saves
+per request against an ``ssl=`` transport.
 Run: ``python bench/tls_records.py [--requests 100000]``.
 """
 

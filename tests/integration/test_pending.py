@@ -26,12 +26,10 @@ def _error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 @pytest.mark.parametrize(("how", "name", "waits_for"), [
     (["--log-syslog"], "syslog", "syslog/StatsD"),
-    (["--do-handshake-on-connect"], "do_handshake_on_connect", "completes the handshake"),
     (["--statsd-host", "localhost:8125"], "statsd_host", "syslog/StatsD"),
     (["--http-parser", "fast"], "http_parser", "one built-in parser"),
     ("syslog = True\n", "syslog", "syslog/StatsD"),
     ("logconfig_dict = {'version': 1}\n", "logconfig_dict", "logging configuration files"),
-    ("suppress_ragged_eofs = False\n", "suppress_ragged_eofs", "ragged-EOF control"),
 ])
 def test_a_pending_setting_given_a_value_stops_start_up(project: Path, how: list[str] | str, name: str,
                                                        waits_for: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import signal
 import socket
 import ssl
@@ -38,6 +39,7 @@ WORKERS = ["sync", "gthread", "gthread-t4"]
 APP = r'''
 import hashlib
 import os
+import time
 
 FILE_SIZE = 300_000
 
@@ -58,6 +60,9 @@ def app(environ, start_response):
     elif environ["PATH_INFO"] == "/big":  # 32 MiB, streamed: more than any buffer along the way
         start_response("200 OK", [("Content-Length", str(32 << 20))])
         return (b"z" * 65536 for _ in range(512))
+    elif environ["PATH_INFO"] == "/slow":
+        time.sleep(0.5)
+        body = b"slow"
     elif environ["PATH_INFO"] == "/addr":
         body = f"{environ['REMOTE_ADDR']}:{environ['REMOTE_PORT']}".encode()
     else:
@@ -305,3 +310,29 @@ def test_clients_that_do_not_read_hold_neither_memory_nor_others(tmp_path: Path,
         finally:
             for tls in stalled:
                 tls.close()
+
+
+@pytest.mark.parametrize("suppress", [True, False])
+def test_an_end_without_close_notify_is_an_error_only_with_suppress_ragged_eofs_off(
+        tmp_path: Path, certs: trustme.CA, suppress: bool) -> None:
+    (tmp_path / "pronghorn.conf.py").write_text(f"suppress_ragged_eofs = {suppress}\n")
+    with _tls_server(tmp_path, "gthread-t4") as (port, _):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with _client_context(certs).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                tls.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+                # The TCP stream ends while the app runs, without close_notify (a cut, or a careless client).
+                with socket.socket(fileno=os.dup(tls.fileno())) as same:
+                    same.shutdown(socket.SHUT_WR)
+                answer = b""
+                with contextlib.suppress(ssl.SSLError):  # (the drop, seen as an end without close_notify)
+                    answer = read_responses(tls)
+        if suppress:
+            assert parse_response(answer)[::2] == (200, b"slow")
+        else:
+            assert b"HTTP/1.1" not in answer
+
+
+@pytest.mark.parametrize("worker", ["sync", "gthread"])
+def test_do_handshake_on_connect_as_gunicorn_configs_set_it(tmp_path: Path, certs: trustme.CA, worker: str) -> None:
+    with _tls_server(tmp_path, worker, "--do-handshake-on-connect") as (port, _):
+        assert _https_get(port, _client_context(certs)).status == 200

@@ -123,8 +123,17 @@ class HttpConnection(asyncio.Protocol):
         self.process()
 
     def eof_received(self) -> bool | None:
-        if self.tls is None or not self.tls.peer_closed:  # (after close_notify the parser knows already)
-            self._end_of_input()
+        tls = self.tls
+        if tls is not None:
+            if tls.peer_closed:  # after close_notify, which was the end of input already
+                return True
+            if tls.established and not self.host.suppress_ragged_eofs:
+                # Without close_notify the end may be an attacker's cut: nothing more is answered.
+                self.host.log.debug("TLS from %s ended without close_notify; dropping the connection",
+                                    client_ip(self.peer))
+                self.abort()
+                return None
+        self._end_of_input()
         return True  # half-close: a pipelined request may still be answered
 
     def _end_of_input(self) -> None:

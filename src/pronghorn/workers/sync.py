@@ -133,11 +133,16 @@ class SyncWorker(Worker):
     def _handshake(self, client: socket.socket, peer: Any) -> ssl.SSLSocket | None:
         """TLS before the request, under the socket's timeout; None if it did not complete."""
         assert self.tls is not None
-        tls_client = self.tls.wrap_socket(client, server_side=True, do_handshake_on_connect=False,
-                                          suppress_ragged_eofs=self.cfg.suppress_ragged_eofs)
         try:
-            tls_client.do_handshake()
+            tls_client = self.tls.wrap_socket(client, server_side=True,
+                                              do_handshake_on_connect=self.cfg.do_handshake_on_connect,
+                                              suppress_ragged_eofs=self.cfg.suppress_ragged_eofs)
         except (OSError, ValueError) as exc:  # ssl.SSLError and socket.timeout are OSErrors
+            self.log.debug("TLS handshake with %s failed: %s", peer, exc)
+            return None
+        try:
+            tls_client.do_handshake()  # (done already when do_handshake_on_connect is set)
+        except (OSError, ValueError) as exc:
             self.log.debug("TLS handshake with %s failed: %s", peer, exc)
             tls_client.close()
             return None
@@ -175,6 +180,8 @@ class SyncWorker(Worker):
                 self._send_quietly(client, exc.to_response())
         except socket.timeout:
             self.log.debug("Client %s timed out", peer)
+        except ssl.SSLError as exc:  # a forged record, or (suppress_ragged_eofs off) an end without close_notify
+            self.log.debug("TLS with %s failed: %s", peer, exc)
         except OSError as exc:
             if exc.errno not in _IGNORED_SEND_ERRORS:
                 self.log.exception("Socket error processing request.")

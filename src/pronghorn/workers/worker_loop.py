@@ -61,6 +61,7 @@ class WorkerLoop:
     ) -> None:
         self.loop = loop
         self.tls = tls
+        self.suppress_ragged_eofs = bool(cfg.suppress_ragged_eofs)
         self.url_scheme = "https" if tls is not None else "http"
         self.cycle = cycle
         self.log = log

@@ -21,7 +21,7 @@ OTHER_VALUES = {
     "logconfig": "logging.ini", "logconfig_dict": {"version": 1}, "logconfig_json": "logging.json",
     "syslog_addr": "udp://logs.example:514", "syslog": True, "syslog_prefix": "web", "syslog_facility": "local0",
     "statsd_host": "localhost:8125", "dogstatsd_tags": "env:prod", "statsd_prefix": "web",
-    "enable_backlog_metric": True, "suppress_ragged_eofs": False, "do_handshake_on_connect": True,
+    "enable_backlog_metric": True,
 }
 
 

@@ -156,7 +156,6 @@ PENDING = frozenset({
     "disable_redirect_access_to_syslog", "capture_output", "logger_class", "logconfig", "logconfig_dict",
     "logconfig_json", "syslog_addr", "syslog", "syslog_prefix", "syslog_facility",
     "statsd_host", "dogstatsd_tags", "statsd_prefix", "enable_backlog_metric",
-    "suppress_ragged_eofs", "do_handshake_on_connect",
 })
 
 # Families that come in later rounds: none of these may be declared yet.

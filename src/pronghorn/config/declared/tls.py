@@ -11,9 +11,6 @@ import ssl
 from pronghorn.config import validators
 from pronghorn.config.setting import Setting
 
-RAGGED_EOFS = "arrives with ragged-EOF control in the event-loop worker"
-HANDSHAKE_TIMING = "every worker already completes the handshake as it accepts a connection"
-
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         name="keyfile",
@@ -75,9 +72,12 @@ SETTINGS: tuple[Setting, ...] = (
         action="store_true",
         validator=validators.boolean,
         default=True,
-        pending=RAGGED_EOFS,
         desc="Treat a TLS connection closed without a close_notify alert as a normal end of data.",
         details=(
+            "Off, such a close is an error: the connection is dropped at once, and a request it "
+            "carried that has not been answered yet is not answered (a truncation attack could have "
+            "cut it). Most clients close without close_notify after their last response, which is "
+            "harmless either way.",
             "On by default; the flag cannot turn it off, only a config file can "
             "(`suppress_ragged_eofs = False`).",
         ),
@@ -89,8 +89,13 @@ SETTINGS: tuple[Setting, ...] = (
         action="store_true",
         validator=validators.boolean,
         default=False,
-        pending=HANDSHAKE_TIMING,
         desc="Complete the TLS handshake as soon as a connection is accepted rather than on first read.",
+        details=(
+            "The `sync` worker passes it to `ssl.SSLContext.wrap_socket`, as Gunicorn does. Either "
+            "way the handshake completes before a request is read, under `timeout` on `sync` and "
+            "`header_timeout` on the default worker, whose event loop always runs it as the client's "
+            "bytes arrive (never on an application thread).",
+        ),
     ),
     Setting(
         name="ciphers",
