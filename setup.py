@@ -34,6 +34,7 @@ COMPILED = [
     "src/pronghorn/apps/environ.py",
     "src/pronghorn/apps/wsgi.py",
     "src/pronghorn/net/tls.py",
+    "src/pronghorn/metrics.py",
     "src/pronghorn/workers/admission.py",
     "src/pronghorn/workers/app_threads.py",
     "src/pronghorn/workers/gthread.py",

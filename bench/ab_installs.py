@@ -9,6 +9,9 @@ every round and the medians; CPU per request is the steadier figure on a shared 
     python bench/ab_installs.py old=/tmp/old/bin/pronghorn new=/tmp/bench-peers/bin/pronghorn \\
         [--tls] [--threads 4] [--rounds 4]
 
+A program may carry arguments of its own, to compare settings of one install:
+``off=/tmp/bench-peers/bin/pronghorn "on=/tmp/bench-peers/bin/pronghorn --metrics-bind 127.0.0.1:9109"``.
+
 ``--tls`` serves HTTPS with a self-signed certificate made for the run (as ``run.py`` does).
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -40,9 +44,9 @@ def _wait_for_port(port: int, timeout: float) -> None:
             time.sleep(0.1)
 
 
-def measure(program: str, port: int, threads: int, tls_args: list[str], url: str) -> tuple[float, float]:
+def measure(program: list[str], port: int, threads: int, tls_args: list[str], url: str) -> tuple[float, float]:
     """(requests/s, server CPU µs per request) of one 5 s run."""
-    server = subprocess.Popen(["taskset", "-c", "0", program, "apps:app", "-b", f"127.0.0.1:{port}", "-w", "2",
+    server = subprocess.Popen(["taskset", "-c", "0", *program, "apps:app", "-b", f"127.0.0.1:{port}", "-w", "2",
                                "--threads", str(threads), *tls_args], cwd=BENCH_DIR,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -68,7 +72,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--port", type=int, default=8611)
     args = parser.parse_args()
-    installs = [spec.split("=", 1) for spec in args.installs]
+    installs = [(name, shlex.split(program)) for name, program in (spec.split("=", 1) for spec in args.installs)]
     with tempfile.TemporaryDirectory() as directory:
         tls_args: list[str] = []
         if args.tls:

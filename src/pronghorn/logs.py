@@ -8,17 +8,28 @@ in append mode and reopened on USR1 so that log rotation works.
 from __future__ import annotations
 
 import binascii
+import json
 import logging
+import logging.handlers
 import os
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol, TextIO
+from datetime import timedelta
+from typing import Any, Protocol
 
+from pronghorn import log_setup
 from pronghorn.config import Config
+from pronghorn.errors import ConfigError
+from pronghorn.log_setup import ACCESS_LOGGER, ERROR_FORMAT, ERROR_LOGGER
 
-ERROR_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
-DATE_FORMAT = "[%Y-%m-%d %H:%M:%S %z]"
+MICROSECOND = timedelta(microseconds=1)
+# The JSON access log (``access_log_json``): a field per atom, named for log pipelines.
+JSON_FIELDS = (
+    ("remote_addr", "h"), ("user", "u"), ("time", "t"), ("request", "r"), ("method", "m"), ("path", "U"),
+    ("query", "q"), ("protocol", "H"), ("status", "s"), ("bytes", "B"), ("referer", "f"), ("user_agent", "a"),
+    ("duration_us", "D"), ("pid", "p"),
+)
 LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -52,75 +63,135 @@ class _SafeAtoms(dict[str, Any]):
         return super().get(key, "-")
 
 
-class Logger:
-    """The error log and the access log of one process (master or worker)."""
+# Gunicorn's names for its logger classes: a configuration that names one gets ours.
+LOGGER_ALIASES = ("simple", "gunicorn.glogging.Logger", "gunicorn.instrument.statsd.Statsd", "pronghorn.logs.Logger")
 
-    def __init__(self, cfg: Config) -> None:
+
+def make_logger(cfg: Config) -> Any:
+    """An instance of ``logger_class`` (``ConfigError`` naming the setting if it cannot be made)."""
+    value = cfg.logger_class
+    if isinstance(value, str) and value in LOGGER_ALIASES:
+        return Logger(cfg)
+    cls = value
+    if isinstance(value, str):
+        import importlib
+
+        module_name, _, name = value.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigError(f"Invalid value for logger_class: {value!r} (cannot load it: {exc})") from None
+    if not isinstance(cls, type):
+        raise ConfigError(f"Invalid value for logger_class: {value!r} (expected a class)")
+    return cls(cfg)
+
+
+class Logger:
+    """The error log and the access log of one process (master or worker).
+
+    The interface of Gunicorn's logger class (``logger_class`` may name a replacement with the same
+    methods): ``setup(cfg)``, the error-log methods, ``access(resp, req, environ, request_time)``
+    with a ``timedelta``, ``atoms()``, ``reopen_files()`` and ``close_on_exec()``. Counting log
+    messages and ``extra={"metric": ...}`` go to the metrics (``pronghorn.metrics``), which this
+    class only hands them to.
+    """
+
+    def __init__(self, cfg: Config, metrics: Any = None) -> None:
         self.cfg = cfg
-        self.error_log = logging.getLogger(f"pronghorn.error.{id(self)}")
+        self.metrics = metrics  # a ``pronghorn.metrics.Metrics``, or None
+        self.error_log = logging.getLogger(ERROR_LOGGER)
         self.error_log.propagate = False
-        self.access_log = logging.getLogger(f"pronghorn.access.{id(self)}")
+        self.access_log = logging.getLogger(ACCESS_LOGGER)
         self.access_log.propagate = False
         self.access_log.setLevel(logging.INFO)
+        self._access_json = False
+        self._applied: Config | None = None
         self.setup(cfg)
 
     def setup(self, cfg: Config) -> None:
-        self.cfg = cfg
-        self._access_enabled = bool(cfg.accesslog)
+        """Set the logs up from ``cfg``. A broken logging configuration raises ``ConfigError`` naming
+        its setting, after putting back the one set up before (if any)."""
+        try:
+            self._apply(cfg)
+        except ConfigError:
+            if self._applied is not None:
+                self._apply(self._applied)
+            raise
+        self._applied = self.cfg = cfg
+
+    def _apply(self, cfg: Config) -> None:
         self.error_log.setLevel(LEVELS.get(cfg.loglevel, logging.INFO))
-        self._replace_handler(self.error_log, cfg.errorlog, sys.stderr, ERROR_FORMAT)
-        if cfg.accesslog:
-            self._replace_handler(self.access_log, cfg.accesslog, sys.stdout, "%(message)s")
-        else:
-            self._replace_handler(self.access_log, None, sys.stdout, "%(message)s")
+        self._set_handlers(self.error_log, log_setup.file_handler(cfg.errorlog, sys.stderr, ERROR_FORMAT, "errorlog")
+                           if cfg.errorlog else None)
+        self._set_handlers(self.access_log, log_setup.file_handler(cfg.accesslog, sys.stdout, "%(message)s",
+                                                                   "accesslog") if cfg.accesslog else None)
+        to_syslog = bool(cfg.syslog)
+        if to_syslog:
+            self.error_log.addHandler(log_setup.syslog_handler(cfg, "error"))
+            if not cfg.disable_redirect_access_to_syslog:
+                self.access_log.addHandler(log_setup.syslog_handler(cfg, "access"))
+        configured = log_setup.apply_config_files(cfg)
+        log_setup.capture_output(cfg)
+        # As in Gunicorn: a logging configuration or syslog turns the access log on by itself.
+        self._access_enabled = bool(cfg.accesslog or configured
+                                    or (to_syslog and not cfg.disable_redirect_access_to_syslog))
+        self._access_json = bool(cfg.access_log_json)
 
     @staticmethod
-    def _replace_handler(log: logging.Logger, target: str | None, dash: TextIO, fmt: str) -> None:
+    def _set_handlers(log: logging.Logger, handler: logging.Handler | None) -> None:
         for old in list(log.handlers):
             log.removeHandler(old)
-            if isinstance(old, logging.FileHandler):
+            if isinstance(old, (logging.FileHandler, logging.handlers.SysLogHandler)):
                 old.close()
-        if target is None:
-            log.addHandler(logging.NullHandler())
-            return
-        handler: logging.Handler
-        if target == "-":
-            handler = logging.StreamHandler(dash)
-        else:
-            directory = os.path.dirname(os.path.abspath(target))
-            if not os.path.isdir(directory):
-                raise OSError(f"log file directory {directory!r} does not exist")
-            handler = logging.FileHandler(target)
-        handler.setFormatter(logging.Formatter(fmt, DATE_FORMAT))
-        log.addHandler(handler)
+        log.addHandler(handler if handler is not None else logging.NullHandler())
 
     # --- error log ---
 
     def debug(self, msg: str, *args: Any, **kwargs: Any) -> None:
         self.error_log.debug(msg, *args, **kwargs)
+        self._extra_metric(kwargs)
 
     def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
         self.error_log.info(msg, *args, **kwargs)
+        self._extra_metric(kwargs)
 
     def warning(self, msg: str, *args: Any, **kwargs: Any) -> None:
         self.error_log.warning(msg, *args, **kwargs)
+        self._count("warning")
 
     def error(self, msg: str, *args: Any, **kwargs: Any) -> None:
         self.error_log.error(msg, *args, **kwargs)
+        self._count("error")
 
     def critical(self, msg: str, *args: Any, **kwargs: Any) -> None:
         self.error_log.critical(msg, *args, **kwargs)
+        self._count("critical")
 
     def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
         self.error_log.exception(msg, *args, **kwargs)
+        self._count("exception")
 
     def log(self, level: int | str, msg: str, *args: Any, **kwargs: Any) -> None:
         if isinstance(level, str):
             level = LEVELS.get(level.lower(), logging.INFO)
         self.error_log.log(level, msg, *args, **kwargs)
+        self._extra_metric(kwargs)
+
+    def _count(self, level: str) -> None:
+        if self.metrics is not None:
+            self.metrics.log_message(level)
+
+    def _extra_metric(self, kwargs: dict[str, Any]) -> None:
+        """``extra={"metric": name, "value": v, "mtype": "counter|gauge|histogram|timer"}``, as with
+        Gunicorn's StatsD logger."""
+        extra = kwargs.get("extra")
+        if self.metrics is not None and extra and "metric" in extra and "value" in extra:
+            self.metrics.custom(str(extra["metric"]), extra["value"], str(extra.get("mtype", "")))
 
     def reopen_files(self) -> None:
-        """Reopen log files (USR1), so a rotated file is let go."""
+        """Reopen log files (USR1), so a rotated file is let go (with ``capture_output``, the one
+        standard output and error go to as well)."""
+        log_setup.capture_output(self.cfg)
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
                 if isinstance(handler, logging.FileHandler):
@@ -144,19 +215,25 @@ class Logger:
     def access_enabled(self) -> bool:
         return self._access_enabled
 
-    def access(self, resp: AccessResponse, req: AccessRequest, environ: Mapping[str, Any], request_time: float) -> None:
-        """Write one access-log line (``request_time`` in seconds)."""
+    def access(self, resp: AccessResponse, req: AccessRequest, environ: Mapping[str, Any],
+               request_time: timedelta) -> None:
+        """Write one access-log line."""
         if not self.access_enabled:
             return
         try:
-            line = self.cfg.access_log_format % self.atoms(resp, req, environ, request_time)
+            atoms = self.atoms(resp, req, environ, request_time)
+            if self._access_json:
+                line = json.dumps({name: atoms[atom] for name, atom in JSON_FIELDS}, default=str)
+            else:
+                line = self.cfg.access_log_format % atoms
             self.access_log.info(line)
         except Exception:
             self.exception("Failed to format the access log line")
 
-    def atoms(self, resp: AccessResponse, req: AccessRequest, environ: Mapping[str, Any], request_time: float) -> _SafeAtoms:
+    def atoms(self, resp: AccessResponse, req: AccessRequest, environ: Mapping[str, Any],
+              request_time: timedelta) -> _SafeAtoms:
         status = resp.status.split(None, 1)[0] if resp.status else "-"
-        micros = int(request_time * 1_000_000)
+        micros = request_time // MICROSECOND
         atoms: dict[str, Any] = {
             "h": environ.get("REMOTE_ADDR") or "-",
             "l": "-",

@@ -25,11 +25,8 @@ def _error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 
 @pytest.mark.parametrize(("how", "name", "waits_for"), [
-    (["--log-syslog"], "syslog", "syslog/StatsD"),
-    (["--statsd-host", "localhost:8125"], "statsd_host", "syslog/StatsD"),
     (["--http-parser", "fast"], "http_parser", "one built-in parser"),
-    ("syslog = True\n", "syslog", "syslog/StatsD"),
-    ("logconfig_dict = {'version': 1}\n", "logconfig_dict", "logging configuration files"),
+    ("http_parser = 'python'\n", "http_parser", "one built-in parser"),
 ])
 def test_a_pending_setting_given_a_value_stops_start_up(project: Path, how: list[str] | str, name: str,
                                                        waits_for: str) -> None:
@@ -69,7 +66,8 @@ def test_help_says_which_settings_are_not_available_yet(project: Path) -> None:
                             timeout=60)
     assert result.returncode == 0
     flat = " ".join(result.stdout.split())
-    assert "--log-syslog Not available yet (arrives with syslog/StatsD logging): setting it stops start-up." in flat
+    assert "--http-parser STRING Not available yet (pronghorn has one built-in parser, which `auto` selects): " \
+           "setting it stops start-up." in flat
     assert "--ssl-version SSL_VERSION Deprecated: ignored, as in Gunicorn;" in flat
     assert "--workers INT Number of worker processes the master keeps running." in flat  # no prefix
 
@@ -90,8 +88,8 @@ def test_a_reload_that_sets_a_pending_setting_keeps_the_running_configuration(pr
     with running(pronghorn_cmd("exampleapi:app", "-c", "conf.py", "-b", f"127.0.0.1:{port}"),
                  cwd=project, port=port) as server:
         server.wait_for_output("Booting worker")
-        conf.write_text("workers = 1\nsyslog = True\n")
+        conf.write_text("workers = 1\nhttp_parser = 'python'\n")
         server.signal(signal.SIGHUP)
-        out = server.wait_for_output("Setting syslog is not available yet")
+        out = server.wait_for_output("Setting http_parser is not available yet")
         assert http_get(port)[0] == 200
         assert out.count("Booting worker") == 1, out  # nothing was restarted with the refused configuration

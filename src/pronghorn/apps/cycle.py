@@ -14,6 +14,7 @@ to a slow reader without holding a thread or buffering more than one item ahead.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from time import monotonic  # a module global: no attribute look-up per call
 from typing import Any
 
@@ -119,17 +120,19 @@ class CycleSettings:
 class CycleHooks:
     """The per-request hooks and logs, each None when nothing would happen (the default hooks)."""
 
-    __slots__ = ("pre_request", "post_request", "access")
+    __slots__ = ("pre_request", "post_request", "access", "metrics")
 
     def __init__(
         self,
         pre_request: Callable[[Request], None] | None = None,
         post_request: Callable[[Request, dict[str, Any], Response], None] | None = None,
-        access: Callable[[Response, Request, dict[str, Any], float], None] | None = None,
+        access: Callable[[Response, Request, dict[str, Any], timedelta], None] | None = None,
+        metrics: Any = None,
     ) -> None:
         self.pre_request = pre_request
         self.post_request = post_request
         self.access = access
+        self.metrics = metrics  # a ``pronghorn.metrics.Metrics``
 
 
 class RequestCycle:
@@ -142,8 +145,10 @@ class RequestCycle:
         self.pre_request = hooks.pre_request
         self.post_request = hooks.post_request
         self.access = hooks.access
+        self.metrics = hooks.metrics
         # The hook-facing request (and the clock) only when something will look at them.
         self.needs_request = bool(hooks.pre_request or hooks.post_request or hooks.access)
+        self.timed = self.needs_request or hooks.metrics is not None
         self.server_header = SERVER_SOFTWARE.split("/")[0].encode("ascii")
         self.forwarding = settings.forwarding
         self._shared_environs: dict[tuple[Any, str, bool], dict[str, Any]] = {}
@@ -319,8 +324,9 @@ class Exchange:
         cycle = self.cycle
         head = self.head
         response = self.response
+        if cycle.timed:
+            self.started = monotonic()  # only the access log's %(T)s and the metrics use it
         if cycle.needs_request:
-            self.started = monotonic()  # only the access log's %(T)s uses it
             self.req = Request(head, self.client.peer, self.url_scheme, self.stream)
             if cycle.pre_request is not None:
                 cycle.pre_request(self.req)
@@ -359,13 +365,16 @@ class Exchange:
             self.response.failed = True
             cycle.log.exception("Error closing the response of %s", self.head.target.decode("latin-1"))
         finally:
+            took = monotonic() - self.started if cycle.timed else 0.0
+            if cycle.metrics is not None:
+                cycle.metrics.request(self.head.method, self.response.status_code, took)
             req = self.req
             if req is not None:
                 environ = self.environ
                 if environ is None:  # what the logs see if the environ itself could not be built
                     environ = {"RAW_URI": self.head.target.decode("latin-1"), "REQUEST_METHOD": self.head.method.decode("ascii")}
                 if cycle.access is not None:
-                    cycle.access(self.response, req, environ, monotonic() - self.started)
+                    cycle.access(self.response, req, environ, timedelta(seconds=took))
                 if cycle.post_request is not None:
                     cycle.post_request(req, environ, self.response)
 

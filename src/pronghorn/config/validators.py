@@ -336,3 +336,20 @@ def statsd_address(value: Any) -> str | None:
     if port is not None and not (port and all(c in "0123456789" for c in port) and int(port) <= 65535):
         raise ValueError(_STATSD_EXPECTED)
     return text
+
+
+def tcp_address(value: Any) -> str | None:
+    """``metrics_bind``: ``HOST:PORT`` or ``[IPV6]:PORT``, the port given (empty means unset)."""
+    text = string(value)
+    if not text:
+        return None
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        port = rest[1:] if bracket and rest.startswith(":") else ""
+    else:
+        host, _, port = text.rpartition(":")
+        if ":" in host:
+            host = ""
+    if not host or not (port and all(c in "0123456789" for c in port) and int(port) <= 65535):
+        raise ValueError("expected HOST:PORT or [IPV6]:PORT")
+    return text

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 from pronghorn import __version__
 from pronghorn.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppImportError, ConfigError, HaltServer
 from pronghorn.config import Config
-from pronghorn.logs import Logger
+from pronghorn.logs import make_logger
 from pronghorn.master import reexec
 from pronghorn.master.daemon import flush_stdio
 from pronghorn.master.descriptors import raise_open_files_limit
+from pronghorn.master.monitoring import Monitoring
 from pronghorn.master.notify import ServiceNotifier
 from pronghorn.net.addresses import parse_address
 from pronghorn.proctitle import master_title, set_proc_title, worker_title
@@ -47,10 +48,12 @@ class Arbiter:
     def __init__(self, app: BaseApplication) -> None:
         self.app = app
         self.cfg = app.cfg
-        self.log = Logger(self.cfg)
+        self.log = make_logger(self.cfg)
         self.pid = os.getpid()
         self.workers: dict[int, Worker] = {}
         self.listeners: list[Listener] = []
+        self.monitoring = Monitoring(self.cfg, lambda: self.listeners)
+        self.log.metrics = self.monitoring.master_metrics
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.worker_age = 0
         # Workers this master SIGKILLed, and why: the reap logs that instead of guessing "out of memory".
@@ -122,6 +125,7 @@ class Arbiter:
             self.log.warning(message)
         if self.cfg.preload_app:
             self.preload()
+        self.monitoring.start()
         self.notifier.ready("pronghorn master booted")
         self.call_hook("when_ready", self)
 
@@ -167,6 +171,7 @@ class Arbiter:
                 self.reap_workers()
                 self.murder_workers()
                 self.manage_workers()
+                self.monitoring.tick(len(self.workers))
         except (StopIteration, KeyboardInterrupt):
             self.halt()
         except HaltServer as exc:
@@ -242,6 +247,8 @@ class Arbiter:
             return
         self.log.info("graceful stop of workers")
         self.num_workers = 0
+        for pid in self.workers:
+            self.monitoring.retiring(pid, None)
         self.signal_workers(signal.SIGTERM)
 
     # --- reload and binary upgrade ---
@@ -258,12 +265,14 @@ class Arbiter:
             new_class = resolve_worker_class(self.app.cfg.worker_class, self.app.cfg.threads)
             new_addresses = _parse_binds(self.app.cfg.bind)
             tls.check(self.app.cfg, new_class)  # new workers read the certificates again: they must load
+            self.log.setup(self.app.cfg)  # a broken logging configuration puts the previous one back
         except Exception as exc:
             self.log.error("Reload failed, keeping the current configuration: %s", exc)
             return
         self.cfg = self.app.cfg
         self.worker_class = new_class
-        self.log.setup(self.cfg)
+        self.monitoring.configure(self.cfg)
+        self.log.metrics = self.monitoring.master_metrics
         if self.cfg.bind != old_binds:
             self._rebind(new_addresses)
         self._replace_pidfile()
@@ -275,6 +284,7 @@ class Arbiter:
         fresh = [self.spawn_worker() for _ in range(self.num_workers)]
         self._wait_until_ready(fresh, timeout=max(float(self.cfg.timeout or 30), 5.0))
         for pid, _ in old_workers:
+            self.monitoring.retiring(pid, "reload")
             self.kill_worker(pid, signal.SIGTERM)
 
     def _rebind(self, addresses: list[Any]) -> None:
@@ -359,6 +369,7 @@ class Arbiter:
         if len(self.workers) > self.num_workers:
             oldest_first = sorted(self.workers.items(), key=lambda item: item[1].age)
             for pid, _ in oldest_first[: len(self.workers) - self.num_workers]:
+                self.monitoring.retiring(pid, None)
                 self.kill_worker(pid, signal.SIGTERM)
 
     def spawn_worker(self) -> int:
@@ -367,6 +378,7 @@ class Arbiter:
             self.worker_age, self.pid, self.listeners, self.app, self.cfg.timeout / 2.0, self.cfg, self.log
         )
         worker.board_seat = self.board.seat_for()
+        worker.metrics = self.monitoring.for_new_worker()
         self.call_hook("pre_fork", self, worker)
         flush_stdio()  # or what print() left buffered would be written again by every worker
         # Signals stay blocked across the fork: until the child has dropped the master's handlers,
@@ -382,6 +394,7 @@ class Arbiter:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, self._signal_numbers)
             worker.pid = pid
             self.workers[pid] = worker
+            self.monitoring.forked(pid, worker.metrics)
             return pid
         worker.detach_master_signals()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, self._signal_numbers)
@@ -394,6 +407,7 @@ class Arbiter:
         try:
             for sibling in self.workers.values():
                 sibling.tmp.close()
+            self.monitoring.in_worker()
             worker.pid = os.getpid()
             set_proc_title(worker_title(self.cfg.proc_name_or_default, reexec=bool(self.master_pid)))
             self.log.info("Booting worker with pid: %s", worker.pid)
@@ -405,6 +419,8 @@ class Arbiter:
             self.log.exception("Exception in worker process")
             code = 255 if worker.booted else WORKER_BOOT_ERROR
         finally:
+            if worker.metrics is not None:
+                worker.metrics.flush()
             self.log.info("Worker exiting (pid: %s)", worker.pid)
             try:
                 worker.tmp.close()
@@ -431,6 +447,7 @@ class Arbiter:
                 continue  # not ours (e.g. we are PID 1): reaped quietly
             why_killed = self.killed_by_master.pop(pid, None)
             self._forget(worker)
+            self.monitoring.reaped(pid, timed_out=worker.aborted)
             if os.WIFSIGNALED(status):
                 sig = signal.Signals(os.WTERMSIG(status))
                 if sig == signal.SIGKILL and why_killed is not None:

@@ -97,6 +97,7 @@ class Worker:
         self.tls: ssl.SSLContext | None = None  # made in the child (init_process): HUP re-reads the files
         self.cycle: RequestCycle | None = None
         self.reloader: Reloader | None = None
+        self.metrics: Any = None  # a ``pronghorn.metrics.Metrics`` given by the master before the fork
         self._wake_read, self._wake_write = -1, -1
 
     def __str__(self) -> str:
@@ -186,12 +187,13 @@ class Worker:
             pre_request=pre_request if configured("pre_request") or cfg.loglevel == "debug" else None,
             post_request=post_request if configured("post_request") else None,
             access=self.log.access if self.log.access_enabled else None,
+            metrics=self.metrics,
         )
 
     def _source_changed(self, path: str) -> None:
         """Reloader callback (watcher thread): stop after the current request; the master respawns."""
         self.log.info("Worker reloading: %s modified", path)
-        self.alive = False
+        self._leave_because(3)
         self.call_hook("worker_int", self)
         try:
             os.write(self._wake_write, b"!")  # wake the main loop out of select()
@@ -210,7 +212,7 @@ class Worker:
             return
         if self.nr >= self.max_requests:
             self.log.info("Autorestarting worker after current request.")
-            self.alive = False
+            self._leave_because(1)
         elif self.max_worker_memory and time.monotonic() >= self._next_memory_check:
             self._next_memory_check = time.monotonic() + MEMORY_CHECK_INTERVAL
             rss = resident_memory_mib()
@@ -220,7 +222,13 @@ class Worker:
                     rss,
                     self.max_worker_memory,
                 )
-                self.alive = False
+                self._leave_because(2)
+
+    def _leave_because(self, reason: int) -> None:
+        """Stop after the current requests, for a ``Metrics.exit_reason``."""
+        self.alive = False
+        if self.metrics is not None:
+            self.metrics.exit_reason(reason)
 
     def parent_alive(self) -> bool:
         if os.getppid() != self.ppid:

@@ -61,6 +61,8 @@ class SyncWorker(Worker):
         wait = min(self.timeout, 1.0) if self.timeout > 0 else 1.0
         while self.alive:
             self.notify()
+            if self.metrics is not None:
+                self.metrics.gauges(0, 0)  # (and counts reach the master while no request comes)
             if not self.parent_alive():
                 return
             for listener in self._wait_ready(wait):
@@ -117,6 +119,16 @@ class SyncWorker(Worker):
                 client.close()
 
     def handle(self, listener: Listener, client: socket.socket, addr: Any) -> None:
+        if self.metrics is None:
+            self._handle(listener, client, addr)
+            return
+        self.metrics.gauges(1, 1)  # one connection, one request at a time
+        try:
+            self._handle(listener, client, addr)
+        finally:
+            self.metrics.gauges(0, 0)
+
+    def _handle(self, listener: Listener, client: socket.socket, addr: Any) -> None:
         client.setblocking(True)
         if self.cfg.timeout:
             client.settimeout(self.cfg.timeout)

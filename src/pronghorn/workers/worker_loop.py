@@ -231,6 +231,9 @@ class WorkerLoop:
 
     def check_deadlines(self, now: float) -> None:
         request_timeout = self.request_timeout
+        metrics = self.cycle.metrics
+        if metrics is not None:  # sampled here, not counted per request: the tick is cheap
+            metrics.gauges(sum(1 for conn in self.connections if conn.busy), len(self.connections))
         for conn in list(self.connections):
             if conn.running:
                 if request_timeout and now - conn.started > request_timeout:

@@ -27,7 +27,7 @@ def test_every_validator_used_is_covered_here() -> None:
     covered = {
         "boolean", "integer", "positive_integer", "octal_or_int", "string", "list_of_strings", "comma_list",
         "address_list", "choice", "choice_or_switch", "dictionary", "directory", "files_or_patterns", "user_id",
-        "group_id", "class_or_string", "hook", "post_request_hook", "statsd_address",
+        "group_id", "class_or_string", "hook", "post_request_hook", "statsd_address", "tcp_address",
     }
     assert names <= covered, names - covered
 
@@ -260,3 +260,15 @@ def test_statsd_address_unset() -> None:
 ])
 def test_statsd_address_rejects(value: str) -> None:
     rejects(validators.statsd_address, value, "expected HOST:PORT (port 8125 when omitted), [IPV6]:PORT or unix://PATH")
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1:9100", "localhost:9100", "[::1]:9100", " 0.0.0.0:9100 "])
+def test_tcp_address(value: str) -> None:
+    assert validators.tcp_address(value) == value.strip()
+    assert validators.tcp_address(None) is None and validators.tcp_address("") is None
+
+
+@pytest.mark.parametrize("value", ["localhost", ":9100", "host:", "host:port", "host:70000", "::1:9100", "[::1]",
+                                   "[::1]9100", "unix:/tmp/metrics"])
+def test_tcp_address_rejects(value: str) -> None:
+    rejects(validators.tcp_address, value, "expected HOST:PORT or [IPV6]:PORT")

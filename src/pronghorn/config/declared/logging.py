@@ -7,9 +7,6 @@ import sys
 from pronghorn.config import validators
 from pronghorn.config.setting import Setting
 
-SYSLOG_STATSD = "arrives with syslog/StatsD logging"
-LOG_CONFIG = "arrives with logging configuration files and custom logger classes"
-
 # Where the local syslog daemon listens, by platform (as Gunicorn picks it).
 _SYSLOG_SOCKETS = {
     "darwin": "unix:///var/run/syslog",
@@ -44,7 +41,6 @@ ERROR_AND_ACCESS = (
         action="store_true",
         validator=validators.boolean,
         default=False,
-        pending=SYSLOG_STATSD,
         desc="Keep access-log lines out of syslog even when syslog is on.",
     ),
     Setting(
@@ -63,6 +59,21 @@ ERROR_AND_ACCESS = (
             "in decimal seconds, `p` process id, `{name}i` a request header, `{name}o` a response "
             "header and `{name}e` an environment variable.",
             "Unknown atoms print `-`. The default is the Apache \"combined\" layout.",
+        ),
+    ),
+    Setting(
+        name="access_log_json",
+        section="Logging",
+        cli=("--access-log-json",),
+        action="store_true",
+        validator=validators.boolean,
+        default=False,
+        desc="Write each access-log line as a JSON object instead of access_log_format.",
+        details=(
+            "The fields: `remote_addr`, `user`, `time`, `request`, `method`, `path`, `query`, "
+            "`protocol`, `status`, `bytes`, `referer`, `user_agent`, `duration_us` and `pid` (the "
+            "atoms `h u t r m U q H s B f a D p`).",
+            "New in pronghorn (Gunicorn has no such setting).",
         ),
     ),
     Setting(
@@ -94,7 +105,6 @@ ERROR_AND_ACCESS = (
         action="store_true",
         validator=validators.boolean,
         default=False,
-        pending="arrives with capturing the application's output into the error log",
         desc="Send what the application prints to stdout and stderr into the error log file.",
     ),
     Setting(
@@ -104,7 +114,6 @@ ERROR_AND_ACCESS = (
         meta="STRING",
         validator=validators.class_or_string,
         default="pronghorn.logs.Logger",
-        pending=LOG_CONFIG,
         desc="Class that writes the error and access logs, as a dotted path (or the class itself).",
         details=(
             "A replacement usually subclasses `pronghorn.logs.Logger` and changes how lines are "
@@ -120,7 +129,6 @@ ERROR_AND_ACCESS = (
         meta="FILE",
         validator=validators.string,
         default=None,
-        pending=LOG_CONFIG,
         desc="INI file handed to Python's logging.config.fileConfig to set up logging.",
     ),
     Setting(
@@ -128,7 +136,6 @@ ERROR_AND_ACCESS = (
         section="Logging",
         validator=validators.dictionary,
         default={},
-        pending=LOG_CONFIG,
         desc="Dictionary handed to Python's logging.config.dictConfig; wins over logconfig and logconfig_json.",
         details=("Config file only.",),
     ),
@@ -139,7 +146,6 @@ ERROR_AND_ACCESS = (
         meta="FILE",
         validator=validators.string,
         default=None,
-        pending=LOG_CONFIG,
         desc="JSON file whose content is handed to Python's logging.config.dictConfig.",
     ),
 )
@@ -154,7 +160,6 @@ SYSLOG = (
         default=platform_syslog_addr(sys.platform),
         default_doc="`'udp://localhost:514'`; on macOS `'unix:///var/run/syslog'`, on FreeBSD and DragonFly "
         "`'unix:///var/run/log'`, on OpenBSD `'unix:///dev/log'`",
-        pending=SYSLOG_STATSD,
         desc="Where syslog messages go: unix://PATH[#dgram|#stream], udp://HOST:PORT or tcp://HOST:PORT.",
     ),
     Setting(
@@ -164,7 +169,6 @@ SYSLOG = (
         action="store_true",
         validator=validators.boolean,
         default=False,
-        pending=SYSLOG_STATSD,
         desc="Also send log messages to syslog.",
     ),
     Setting(
@@ -174,7 +178,6 @@ SYSLOG = (
         meta="SYSLOG_PREFIX",
         validator=validators.string,
         default=None,
-        pending=SYSLOG_STATSD,
         desc="Program name syslog entries are tagged with; None derives it from the process name.",
     ),
     Setting(
@@ -184,7 +187,6 @@ SYSLOG = (
         meta="SYSLOG_FACILITY",
         validator=validators.string,
         default="user",
-        pending=SYSLOG_STATSD,
         desc="Syslog facility to log under, such as user, daemon or local0.",
     ),
     Setting(
@@ -210,7 +212,6 @@ STATSD = (
         meta="STATSD_ADDR",
         validator=validators.statsd_address,
         default=None,
-        pending=SYSLOG_STATSD,
         desc="StatsD server to send metrics to: HOST:PORT (port 8125 if omitted) or unix://PATH.",
         details=(
             "Differs from Gunicorn: the value is kept as the string given (Gunicorn stores it parsed "
@@ -224,7 +225,6 @@ STATSD = (
         meta="DOGSTATSD_TAGS",
         validator=validators.string,
         default="",
-        pending=SYSLOG_STATSD,
         desc="Comma-separated DogStatsD tags added to every metric, e.g. 'env:prod,app:shop'.",
     ),
     Setting(
@@ -234,7 +234,6 @@ STATSD = (
         meta="STATSD_PREFIX",
         validator=validators.string,
         default="",
-        pending=SYSLOG_STATSD,
         desc="Prefix put before every metric name (a dot is added after it).",
     ),
     Setting(
@@ -244,9 +243,27 @@ STATSD = (
         action="store_true",
         validator=validators.boolean,
         default=False,
-        pending=SYSLOG_STATSD,
         desc="Report how many connections wait in the listen queue as a metric (Linux only).",
     ),
 )
 
-SETTINGS: tuple[Setting, ...] = ERROR_AND_ACCESS + SYSLOG + STATSD
+PROMETHEUS = (
+    Setting(
+        name="metrics_bind",
+        section="Logging",
+        cli=("--metrics-bind",),
+        meta="ADDRESS",
+        validator=validators.tcp_address,
+        default=None,
+        desc="HOST:PORT where the master serves Prometheus metrics at /metrics, for all workers together.",
+        details=(
+            "Requests by method and status, a request-duration histogram, requests in flight, open "
+            "connections, live workers, worker restarts by reason and the listen queue's depth (Linux); "
+            "counts survive worker restarts. Needs `pip install 'pronghorn[prometheus]'`. Set once at "
+            "start: a HUP does not move it.",
+            "New in pronghorn (Gunicorn has no such setting).",
+        ),
+    ),
+)
+
+SETTINGS: tuple[Setting, ...] = ERROR_AND_ACCESS + SYSLOG + STATSD + PROMETHEUS

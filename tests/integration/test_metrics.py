@@ -1,0 +1,174 @@
+"""Metrics from real servers: StatsD datagrams read from a UDP socket of the test, and Prometheus
+metrics scraped from the master, parsed by ``prometheus_client``, across two workers and a worker
+killed in between."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from serving import WORKER_ARGS, children_of, free_port, http_get, pronghorn_cmd, running
+
+APP = r'''
+def app(environ, start_response):
+    status = "404 Not Found" if environ["PATH_INFO"] == "/missing" else "200 OK"
+    start_response(status, [("Content-Length", "2")])
+    return [b"ok"]
+'''
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    (tmp_path / "metricsapp.py").write_text(APP)
+    return tmp_path
+
+
+def _datagrams(sock: socket.socket, until: bytes, timeout: float = 10.0) -> list[bytes]:
+    seen: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while not any(until in line for line in seen):
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            seen.extend(sock.recv(65536).split(b"\n"))
+        except TimeoutError:
+            raise AssertionError(f"{until!r} not received; got {seen}") from None
+    return seen
+
+
+@pytest.mark.parametrize("worker", ["sync", "gthread"])
+def test_statsd_datagrams(app_dir: Path, worker: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as collector:
+        collector.bind(("127.0.0.1", 0))
+        statsd = f"127.0.0.1:{collector.getsockname()[1]}"
+        port = free_port()
+        cmd = pronghorn_cmd("metricsapp:app", "-b", f"127.0.0.1:{port}", "-w", "2", "--statsd-host", statsd,
+                            "--statsd-prefix", "shop", "--dogstatsd-tags", "env:test,team:web", *WORKER_ARGS[worker])
+        with running(cmd, cwd=app_dir, port=port):
+            seen = _datagrams(collector, b"shop.pronghorn.workers:2|g")
+            assert http_get(port, "/")[0] == 200
+            assert http_get(port, "/missing")[0] == 404
+            seen += _datagrams(collector, b"shop.pronghorn.request.status.404:")
+    tags = b"|#env:test,team:web"
+    assert b"shop.pronghorn.workers:2|g" + tags in seen
+    assert seen.count(b"shop.pronghorn.requests:1|c|@1.0" + tags) == 2
+    assert b"shop.pronghorn.request.status.200:1|c|@1.0" + tags in seen
+    assert b"shop.pronghorn.request.status.404:1|c|@1.0" + tags in seen
+    durations = [line for line in seen if line.startswith(b"shop.pronghorn.request.duration:")]
+    assert len(durations) == 2 and all(line.endswith(b"|ms" + tags) for line in durations)
+    assert 0 <= float(durations[0].split(b":")[1].split(b"|")[0]) < 1000
+
+
+def test_statsd_counts_log_messages_and_custom_metrics(app_dir: Path) -> None:
+    (app_dir / "pronghorn.conf.py").write_text(
+        "def when_ready(server):\n"
+        "    server.log.warning('a warning')\n"
+        "    server.log.info('deploy', extra={'metric': 'deploys', 'value': 1, 'mtype': 'counter'})\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as collector:
+        collector.bind(("127.0.0.1", 0))
+        port = free_port()
+        cmd = pronghorn_cmd("metricsapp:app", "-b", f"127.0.0.1:{port}", "-w", "1",
+                            "--statsd-host", f"127.0.0.1:{collector.getsockname()[1]}")
+        with running(cmd, cwd=app_dir, port=port):
+            seen = _datagrams(collector, b"deploys:")
+    assert b"pronghorn.log.warning:1|c|@1.0" in seen
+    assert b"deploys:1|c|@1.0" in seen
+
+
+def _scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = response.read().decode()
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def _until(port: int, wanted: dict[tuple[str, tuple[tuple[str, str], ...]], float], timeout: float = 20.0,
+           ) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Scrape until every (name, labels) total has its wanted value; the last scrape."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = _scrape(port)
+        if all(_total(samples, name, **dict(labels)) == value for (name, labels), value in wanted.items()):
+            return samples
+        assert time.monotonic() < deadline, (wanted, samples)
+        time.sleep(0.1)
+
+
+def _total(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
+    return sum(value for found, value in samples.get(name, []) if all(found.get(k) == v for k, v in labels.items()))
+
+
+@pytest.fixture(params=["sync", "gthread"])
+def prometheus_server(app_dir: Path, request: pytest.FixtureRequest) -> Iterator[tuple[int, int, object]]:
+    port, metrics_port = free_port(), free_port()
+    cmd = pronghorn_cmd("metricsapp:app", "-b", f"127.0.0.1:{port}", "-w", "2", "--metrics-bind",
+                        f"127.0.0.1:{metrics_port}", *WORKER_ARGS[request.param])
+    with running(cmd, cwd=app_dir, port=port) as server:
+        server.wait_for_port(metrics_port)
+        yield port, metrics_port, server
+
+
+def test_prometheus_counts_every_request_across_workers_and_a_killed_worker(
+        prometheus_server: tuple[int, int, object]) -> None:
+    port, metrics_port, server = prometheus_server
+    _until(metrics_port, {("pronghorn_workers", ()): 2})
+    for _ in range(30):
+        assert http_get(port, "/")[0] == 200
+    for _ in range(5):
+        assert http_get(port, "/missing")[0] == 404
+    # Counts reach the master on each worker's tick (at most half a second later).
+    before = _until(metrics_port, {("pronghorn_requests_total", (("method", "GET"), ("status", "200"))): 30,
+                                   ("pronghorn_requests_total", (("method", "GET"), ("status", "404"))): 5})
+    assert _total(before, "pronghorn_request_duration_seconds_count") == 35
+    assert _total(before, "pronghorn_request_duration_seconds_bucket", le="+Inf") == 35
+    assert _total(before, "pronghorn_workers") == 2
+    assert _total(before, "pronghorn_requests_in_flight") == 0
+
+    workers = children_of(server.pid)  # type: ignore[attr-defined]
+    assert len(workers) == 2
+    import os
+
+    os.kill(workers[0], signal.SIGKILL)
+    after = _until(metrics_port, {("pronghorn_worker_restarts_total", (("reason", "crash"),)): 1,
+                                  ("pronghorn_workers", ()): 2})
+    assert _total(after, "pronghorn_requests_total", method="GET", status="200") == 30  # the dead one's kept
+    for _ in range(10):
+        assert http_get(port, "/")[0] == 200
+    final = _until(metrics_port, {("pronghorn_requests_total", (("method", "GET"), ("status", "200"))): 40})
+    assert _total(final, "pronghorn_request_duration_seconds_count") == 45
+    for reason in ("timeout", "max_requests", "memory", "reload"):
+        assert _total(final, "pronghorn_worker_restarts_total", reason=reason) == 0
+    assert "pronghorn_listen_backlog" in final
+
+
+def test_prometheus_counts_restarts_by_reason_and_open_connections(app_dir: Path) -> None:
+    port, metrics_port = free_port(), free_port()
+    cmd = pronghorn_cmd("metricsapp:app", "-b", f"127.0.0.1:{port}", "-w", "1", "--max-requests", "3",
+                        "--metrics-bind", f"127.0.0.1:{metrics_port}")
+    with running(cmd, cwd=app_dir, port=port) as server:
+        server.wait_for_port(metrics_port)
+        held = socket.create_connection(("127.0.0.1", port), timeout=10)
+        try:
+            held.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            held.recv(65536)
+            _until(metrics_port, {("pronghorn_open_connections", ()): 1})  # sampled on the worker's tick
+        finally:
+            held.close()
+        for _ in range(4):  # the first worker leaves after its third request (and the held one's)
+            assert http_get(port, "/")[0] == 200
+        _until(metrics_port, {("pronghorn_worker_restarts_total", (("reason", "max_requests"),)): 1,
+                              ("pronghorn_workers", ()): 1})
+        server.signal(signal.SIGHUP)
+        samples = _until(metrics_port, {("pronghorn_worker_restarts_total", (("reason", "reload"),)): 1,
+                                        ("pronghorn_requests_total", ()): 5})
+    assert _total(samples, "pronghorn_worker_restarts_total", reason="max_requests") == 1
+    assert _total(samples, "pronghorn_worker_restarts_total", reason="crash") == 0
