@@ -230,6 +230,10 @@ class Logger:
         except Exception:
             self.exception("Failed to format the access log line")
 
+    def now(self) -> str:
+        """The ``t`` atom: local time as Apache writes it."""
+        return time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime())
+
     def atoms(self, resp: AccessResponse, req: AccessRequest, environ: Mapping[str, Any],
               request_time: timedelta) -> _SafeAtoms:
         status = resp.status.split(None, 1)[0] if resp.status else "-"
@@ -238,7 +242,7 @@ class Logger:
             "h": environ.get("REMOTE_ADDR") or "-",
             "l": "-",
             "u": _basic_auth_user(environ) or "-",
-            "t": time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime()),
+            "t": self.now(),
             "r": f"{environ.get('REQUEST_METHOD', '-')} {environ.get('RAW_URI', '-')} {environ.get('SERVER_PROTOCOL', '-')}",
             "s": status,
             "m": environ.get("REQUEST_METHOD"),

@@ -32,7 +32,7 @@ def app(environ, start_response):
 '''
 
 EVERY_ATOM = "|".join(f"%({atom})s" for atom in "h l u t r s m U q H b B f a T M D L p".split()) + \
-    "|%({x-in}i)s|%({x-out}o)s|%({wsgi_extra}e)s|%({missing}i)s"
+    "|%({x-in}i)s|%({x-out}o)s|%({wsgi.url_scheme}e)s|%({missing}i)s"
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_every_access_log_atom_field_by_field(app_dir: Path, worker: str) -> Non
     access = app_dir / "access.log"
     cmd = pronghorn_cmd("logapp:app", "-b", f"127.0.0.1:{port}", "-w", "1", "--access-logfile", str(access),
                         "--access-logformat", EVERY_ATOM, *WORKER_ARGS[worker])
-    with running(cmd, cwd=app_dir, port=port, env={"wsgi_extra": "unused"}):
+    with running(cmd, cwd=app_dir, port=port):
         auth = base64.b64encode(b"alice:secret").decode()
         before = time.time()
         http_get(port, "/some/path?q=1&r=two", headers={
@@ -78,7 +78,7 @@ def test_every_access_log_atom_field_by_field(app_dir: Path, worker: str) -> Non
     assert re.fullmatch(r"0\.\d{6}", L) and int(L[2:]) == int(D)
     assert re.fullmatch(r"<\d+>", p) and int(p[1:-1]) != os.getpid()
     assert (header_in, header_out, missing) == ("in-value", "out-value", "-")
-    assert env == "-"  # environ atoms look at the WSGI environ, not the process environment
+    assert env == "http"  # {name}e: a key of the WSGI environ
 
 
 def test_the_json_access_log_has_a_field_per_atom(app_dir: Path) -> None:

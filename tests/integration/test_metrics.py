@@ -4,6 +4,7 @@ killed in between."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import time
@@ -62,6 +63,17 @@ def test_statsd_datagrams(app_dir: Path, worker: str) -> None:
     durations = [line for line in seen if line.startswith(b"shop.pronghorn.request.duration:")]
     assert len(durations) == 2 and all(line.endswith(b"|ms" + tags) for line in durations)
     assert 0 <= float(durations[0].split(b":")[1].split(b"|")[0]) < 1000
+
+
+def test_statsd_over_a_unix_socket(app_dir: Path) -> None:
+    path = app_dir / "statsd.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as collector:
+        collector.bind(str(path))
+        port = free_port()
+        cmd = pronghorn_cmd("metricsapp:app", "-b", f"127.0.0.1:{port}", "-w", "1", "--statsd-host", f"unix://{path}")
+        with running(cmd, cwd=app_dir, port=port):
+            assert http_get(port, "/")[0] == 200
+            assert b"pronghorn.requests:1|c|@1.0" in _datagrams(collector, b"pronghorn.request.status.200:")
 
 
 def test_statsd_counts_log_messages_and_custom_metrics(app_dir: Path) -> None:
@@ -171,4 +183,40 @@ def test_prometheus_counts_restarts_by_reason_and_open_connections(app_dir: Path
         samples = _until(metrics_port, {("pronghorn_worker_restarts_total", (("reason", "reload"),)): 1,
                                         ("pronghorn_requests_total", ()): 5})
     assert _total(samples, "pronghorn_worker_restarts_total", reason="max_requests") == 1
+    assert _total(samples, "pronghorn_worker_restarts_total", reason="crash") == 0
+
+
+SLOW_APP = r'''
+import time
+
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/stuck":
+        time.sleep(30)
+    if environ["PATH_INFO"] == "/grow":
+        global ballast
+        ballast = bytearray(64 << 20)  # touched: resident
+        ballast[::4096] = b"x" * len(ballast[::4096])
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+'''
+
+
+def test_prometheus_counts_timeout_and_memory_restarts(app_dir: Path) -> None:
+    (app_dir / "slowapp.py").write_text(SLOW_APP)
+    port, metrics_port = free_port(), free_port()
+    cmd = pronghorn_cmd("slowapp:app", "-b", f"127.0.0.1:{port}", "-w", "1", "-k", "sync", "--timeout", "2",
+                        "--max-worker-memory", "60", "--metrics-bind", f"127.0.0.1:{metrics_port}")
+    with running(cmd, cwd=app_dir, port=port) as server:
+        server.wait_for_port(metrics_port)
+        _until(metrics_port, {("pronghorn_workers", ()): 1})
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as stuck:
+            stuck.sendall(b"GET /stuck HTTP/1.1\r\nHost: x\r\n\r\n")
+            with contextlib.suppress(OSError):  # read until the aborted worker's connection closes
+                while stuck.recv(65536):
+                    pass
+        _until(metrics_port, {("pronghorn_worker_restarts_total", (("reason", "timeout"),)): 1,
+                              ("pronghorn_workers", ()): 1})
+        assert http_get(port, "/grow")[0] == 200  # then over max_worker_memory: it leaves
+        samples = _until(metrics_port, {("pronghorn_worker_restarts_total", (("reason", "memory"),)): 1})
     assert _total(samples, "pronghorn_worker_restarts_total", reason="crash") == 0
