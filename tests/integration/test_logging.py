@@ -252,3 +252,20 @@ def test_a_custom_logger_class(app_dir: Path) -> None:
     cmd = pronghorn_cmd("logapp:app", "-b", f"127.0.0.1:{port}", "-w", "1", "--logger-class", "shouting.ShoutingLogger")
     with running(cmd, cwd=app_dir, port=port) as server:
         server.wait_for_output("LOUD Booting worker")
+
+
+@pytest.mark.parametrize("worker", ["sync", "gthread"])
+def test_an_invalid_request_is_logged_once_at_warning_without_a_traceback(app_dir: Path, worker: str) -> None:
+    errors = app_dir / "errors.log"
+    port = free_port()
+    cmd = pronghorn_cmd("logapp:app", "-b", f"127.0.0.1:{port}", "-w", "1", "--error-logfile", str(errors),
+                        *WORKER_ARGS[worker])
+    with running(cmd, cwd=app_dir, port=port):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /bad path HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 400 ")
+        line = _wait_for_line(errors, r"Invalid request from ip=127\.0\.0\.1")
+        assert http_get(port, "/")[0] == 201  # (and anything logged for the bad one is in by now)
+    text = errors.read_text()
+    assert "[WARNING] Invalid request from ip=127.0.0.1" in line
+    assert text.count("Invalid request from") == 1 and "Traceback" not in text

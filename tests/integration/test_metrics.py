@@ -49,14 +49,17 @@ def test_statsd_datagrams(app_dir: Path, worker: str) -> None:
         statsd = f"127.0.0.1:{collector.getsockname()[1]}"
         port = free_port()
         cmd = pronghorn_cmd("metricsapp:app", "-b", f"127.0.0.1:{port}", "-w", "2", "--statsd-host", statsd,
-                            "--statsd-prefix", "shop", "--dogstatsd-tags", "env:test,team:web", *WORKER_ARGS[worker])
+                            "--statsd-prefix", "shop", "--dogstatsd-tags", "env:test,team:web", "--enable-backlog-metric",
+                            *WORKER_ARGS[worker])
         with running(cmd, cwd=app_dir, port=port):
             seen = _datagrams(collector, b"shop.pronghorn.workers:2|g")
+            seen += _datagrams(collector, b"shop.pronghorn.backlog:")  # every pass of the master's loop
             assert http_get(port, "/")[0] == 200
             assert http_get(port, "/missing")[0] == 404
             seen += _datagrams(collector, b"shop.pronghorn.request.status.404:")
     tags = b"|#env:test,team:web"
     assert b"shop.pronghorn.workers:2|g" + tags in seen
+    assert b"shop.pronghorn.backlog:0|h" + tags in seen
     assert seen.count(b"shop.pronghorn.requests:1|c|@1.0" + tags) == 2
     assert b"shop.pronghorn.request.status.200:1|c|@1.0" + tags in seen
     assert b"shop.pronghorn.request.status.404:1|c|@1.0" + tags in seen
