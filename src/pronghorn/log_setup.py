@@ -172,6 +172,18 @@ def _adopt(source: logging.Logger, target: logging.Logger) -> None:
     target.propagate = source.propagate
 
 
+def file_handlers() -> list[logging.FileHandler]:
+    """Every file handler of every logger (each once)."""
+    loggers = [logging.getLogger(), *(log for log in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(log, logging.Logger))]
+    found: dict[int, logging.FileHandler] = {}
+    for log in loggers:
+        for handler in log.handlers:
+            if isinstance(handler, logging.FileHandler):
+                found.setdefault(id(handler), handler)
+    return list(found.values())
+
+
 def capture_output(cfg: Any) -> None:
     """``capture_output``: what the app prints goes to the error log file (nothing to do with "-")."""
     if not cfg.capture_output or cfg.errorlog == "-":

@@ -189,19 +189,17 @@ class Logger:
             self.metrics.custom(str(extra["metric"]), extra["value"], str(extra.get("mtype", "")))
 
     def reopen_files(self) -> None:
-        """Reopen log files (USR1), so a rotated file is let go (with ``capture_output``, the one
-        standard output and error go to as well)."""
+        """Reopen log files (USR1), so a rotated file is let go: ours, those of any logger a logging
+        configuration set up, and (with ``capture_output``) the one standard output and error go to."""
         log_setup.capture_output(self.cfg)
-        for log in (self.error_log, self.access_log):
-            for handler in log.handlers:
-                if isinstance(handler, logging.FileHandler):
-                    handler.acquire()
-                    try:
-                        if handler.stream:
-                            handler.stream.close()
-                        handler.stream = handler._open()
-                    finally:
-                        handler.release()
+        for handler in log_setup.file_handlers():
+            handler.acquire()
+            try:
+                if handler.stream:
+                    handler.stream.close()
+                handler.stream = handler._open()
+            finally:
+                handler.release()
 
     def close_on_exec(self) -> None:
         for log in (self.error_log, self.access_log):

@@ -215,6 +215,24 @@ def test_usr1_after_rotation_recreates_the_error_log_and_writes_there(app_dir: P
     assert "printed by the app" in (app_dir / "errors.log.1").read_text()
 
 
+def test_usr1_reopens_the_files_of_a_logging_configuration_too(app_dir: Path) -> None:
+    errors, access = app_dir / "errors.log", app_dir / "access.log"
+    (app_dir / "pronghorn.conf.py").write_text(DICT_CONFIG.format(errors=str(errors), access=str(access)))
+    port = free_port()
+    with running(pronghorn_cmd("logapp:app", "-b", f"127.0.0.1:{port}", "-w", "1"), cwd=app_dir,
+                 port=port) as server:
+        http_get(port, "/before")
+        _wait_for_line(access, r"/before")
+        access.rename(app_dir / "access.log.1")
+        server.signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10  # the worker reopens its own files when it gets the signal
+        while "/after" not in (access.read_text() if access.exists() else ""):
+            assert time.monotonic() < deadline, "no access-log line in the new file"
+            http_get(port, "/after")
+            time.sleep(0.1)
+    assert "/before" in (app_dir / "access.log.1").read_text()
+
+
 def test_syslog_datagrams_carry_the_tag_and_the_access_log(app_dir: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as collector:
         collector.bind(("127.0.0.1", 0))
