@@ -219,11 +219,11 @@ class Logger:
         if not self.access_enabled:
             return
         try:
-            atoms = self.atoms(resp, req, environ, request_time)
-            if self._access_json:
-                line = json.dumps({name: atoms[atom] for name, atom in JSON_FIELDS}, default=str)
+            if self._access_json:  # the values as they are: JSON escapes them itself
+                values = self.plain_atoms(resp, environ, request_time)
+                line = json.dumps({name: values[atom] for name, atom in JSON_FIELDS})
             else:
-                line = self.cfg.access_log_format % atoms
+                line = self.cfg.access_log_format % self.atoms(resp, req, environ, request_time)
             self.access_log.info(line)
         except Exception:
             self.exception("Failed to format the access log line")
@@ -234,9 +234,17 @@ class Logger:
 
     def atoms(self, resp: AccessResponse, req: AccessRequest, environ: Mapping[str, Any],
               request_time: timedelta) -> _SafeAtoms:
+        """The atoms for ``access_log_format``: ``"`` escaped, None as ``-``, plus the lookups."""
+        atoms = {key: _escape(value) for key, value in self.plain_atoms(resp, environ, request_time).items()}
+        atoms.update(_lookups("i", req.headers))
+        atoms.update(_lookups("o", resp.headers))
+        atoms.update(_lookups("e", ((k, v) for k, v in environ.items() if isinstance(v, str))))
+        return _SafeAtoms(atoms)
+
+    def plain_atoms(self, resp: AccessResponse, environ: Mapping[str, Any], request_time: timedelta) -> dict[str, Any]:
         status = resp.status.split(None, 1)[0] if resp.status else "-"
         micros = request_time // MICROSECOND
-        atoms: dict[str, Any] = {
+        return {
             "h": environ.get("REMOTE_ADDR") or "-",
             "l": "-",
             "u": _basic_auth_user(environ) or "-",
@@ -257,11 +265,6 @@ class Logger:
             "L": f"{micros // 1_000_000}.{micros % 1_000_000:06d}",
             "p": f"<{os.getpid()}>",
         }
-        atoms = {key: _escape(value) for key, value in atoms.items()}
-        atoms.update(_lookups("i", req.headers))
-        atoms.update(_lookups("o", resp.headers))
-        atoms.update(_lookups("e", ((k, v) for k, v in environ.items() if isinstance(v, str))))
-        return _SafeAtoms(atoms)
 
 
 def _escape(value: Any) -> Any:

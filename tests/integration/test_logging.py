@@ -87,10 +87,10 @@ def test_the_json_access_log_has_a_field_per_atom(app_dir: Path) -> None:
     cmd = pronghorn_cmd("logapp:app", "-b", f"127.0.0.1:{port}", "-w", "1", "--access-logfile", str(access),
                         "--access-log-json")
     with running(cmd, cwd=app_dir, port=port):
-        http_get(port, "/j?x=1", headers={"User-Agent": "probe"})
+        http_get(port, "/j?x=1", headers={"User-Agent": 'probe "1"'})
         record = json.loads(_wait_for_line(access, r'"/j"'))
     assert record["remote_addr"] == "127.0.0.1" and record["status"] == "201" and record["method"] == "GET"
-    assert (record["path"], record["query"], record["user_agent"], record["bytes"]) == ("/j", "x=1", "probe", 5)
+    assert (record["path"], record["query"], record["user_agent"], record["bytes"]) == ("/j", "x=1", 'probe "1"', 5)
     assert record["request"] == "GET /j?x=1 HTTP/1.1" and isinstance(record["duration_us"], int)
 
 

@@ -223,3 +223,16 @@ def test_prometheus_counts_timeout_and_memory_restarts(app_dir: Path) -> None:
         assert http_get(port, "/grow")[0] == 200  # then over max_worker_memory: it leaves
         samples = _until(metrics_port, {("pronghorn_worker_restarts_total", (("reason", "memory"),)): 1})
     assert _total(samples, "pronghorn_worker_restarts_total", reason="crash") == 0
+
+
+def test_a_hup_that_moves_metrics_bind_is_refused(app_dir: Path) -> None:
+    port, metrics_port = free_port(), free_port()
+    conf = app_dir / "pronghorn.conf.py"
+    conf.write_text(f"metrics_bind = '127.0.0.1:{metrics_port}'\n")
+    with running(pronghorn_cmd("metricsapp:app", "-b", f"127.0.0.1:{port}", "-w", "1"), cwd=app_dir,
+                 port=port) as server:
+        server.wait_for_port(metrics_port)
+        conf.write_text(f"metrics_bind = '127.0.0.1:{free_port()}'\n")
+        server.signal(signal.SIGHUP)
+        server.wait_for_output("Reload failed, keeping the current configuration: Invalid value for metrics_bind")
+        assert "pronghorn_workers" in _scrape(metrics_port)

@@ -265,6 +265,7 @@ class Arbiter:
             new_class = resolve_worker_class(self.app.cfg.worker_class, self.app.cfg.threads)
             new_addresses = _parse_binds(self.app.cfg.bind)
             tls.check(self.app.cfg, new_class)  # new workers read the certificates again: they must load
+            self.monitoring.check(self.app.cfg)
             self.log.setup(self.app.cfg)  # a broken logging configuration puts the previous one back
         except Exception as exc:
             self.log.error("Reload failed, keeping the current configuration: %s", exc)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pronghorn.errors import ConfigError
 from pronghorn.metrics import Fanout, StatsdSender
 
 
@@ -21,14 +22,21 @@ class Monitoring:
         self.statsd: StatsdSender | None = None
         self.exporter: Any = None  # a ``pronghorn.prometheus.Exporter``
         self._why_leaving: dict[int, str | None] = {}
+        self.metrics_bind = cfg.metrics_bind
         self.configure(cfg)
         if cfg.metrics_bind:
             from pronghorn.prometheus import Exporter  # only with metrics_bind (threading, mmap, ...)
 
             self.exporter = Exporter(metrics_address(cfg.metrics_bind), listeners)
 
+    def check(self, cfg: Any) -> None:
+        """On HUP, before anything changes: ``metrics_bind`` cannot move without a restart."""
+        if cfg.metrics_bind != self.metrics_bind:
+            raise ConfigError(f"Invalid value for metrics_bind: {cfg.metrics_bind!r} (it was {self.metrics_bind!r} "
+                              "at start, and only a restart changes it)")
+
     def configure(self, cfg: Any) -> None:
-        """(Again, on HUP.) StatsD follows the settings; ``metrics_bind`` stays what it was at start."""
+        """(Again after a HUP.) StatsD follows the settings."""
         self.backlog_metric = bool(cfg.enable_backlog_metric)
         if self.statsd is not None:
             self.statsd.sock.close()  # (workers forked with it keep their own descriptor)

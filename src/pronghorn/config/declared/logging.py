@@ -259,8 +259,8 @@ PROMETHEUS = (
         details=(
             "Requests by method and status, a request-duration histogram, requests in flight, open "
             "connections, live workers, worker restarts by reason and the listen queue's depth (Linux); "
-            "counts survive worker restarts. Needs `pip install 'pronghorn[prometheus]'`. Set once at "
-            "start: a HUP does not move it.",
+            "counts survive worker restarts. Needs `pip install 'pronghorn[prometheus]'`. Set at start: "
+            "a HUP that changes it is refused (the running configuration stays).",
             "New in pronghorn (Gunicorn has no such setting).",
         ),
     ),
