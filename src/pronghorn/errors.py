@@ -14,6 +14,25 @@ class AppImportError(Exception):
     """The application reference could not be turned into a callable."""
 
 
+class AppReferenceError(ConfigError):
+    """An application reference that cannot work, found before any worker starts. It stops the
+    server with the exit status Gunicorn ends with when its worker finds the same problem."""
+
+    def __init__(self, message: str, exit_status: int) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+class AppModuleNotFound(ModuleNotFoundError):
+    """The application's module itself (or its package) is not on sys.path: one line says it all.
+    An ``ImportError`` raised while the module runs is the application's own error, with its
+    traceback."""
+
+
+# Load failures that are told in one line; anything else raised while loading shows its traceback.
+ONE_LINE_LOAD_ERRORS = (AppImportError, AppModuleNotFound)
+
+
 class HaltServer(Exception):
     """Raised inside the master to stop it with ``exit_status``."""
 

@@ -112,7 +112,7 @@ def test_missing_module_fails_fast(project: Path) -> None:
         code = server.wait(timeout=15)
     finally:
         server.stop()
-    assert code == 4 and "no_such_module" in server.output()
+    assert code == 3 and "no_such_module" in server.output()  # (Gunicorn: a worker boot error)
 
 
 def test_check_config_exit_codes(project: Path) -> None:

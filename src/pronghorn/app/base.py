@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from pronghorn.config import Config
 from pronghorn.config import cli, sources
-from pronghorn.errors import AppImportError, ConfigError
+from pronghorn.errors import ONE_LINE_LOAD_ERRORS, ConfigError
 from pronghorn.master.daemon import daemonize
 
 
@@ -29,6 +29,8 @@ class BaseApplication:
         self.prog = prog
         self.logger: Any = None
         self.config_file: str | None = None
+        self.env_args_variable: str | None = None  # PRONGHORN_CMD_ARGS or GUNICORN_CMD_ARGS, if set
+        self.env_args_text = ""
         self.do_load_config()
 
     def do_load_config(self) -> None:
@@ -39,6 +41,13 @@ class BaseApplication:
             self.cfg.validate()
         except Exception as exc:
             _fail(exc)
+
+    def settings_sources(self) -> list[str]:
+        """What the start-up log says the settings came from, besides defaults and the command line."""
+        lines = [f"Config file: {self.config_file}"] if self.config_file else []
+        if self.env_args_variable and self.env_args_text:
+            lines.append(f"Arguments from {self.env_args_variable}: {self.env_args_text}")
+        return lines
 
     def load_default_config(self) -> None:
         self.cfg = Config(self.usage, prog=self.prog)
@@ -108,6 +117,7 @@ class Application(BaseApplication):
         """Apply every module-level name of the config that is a setting; others are ignored, except
         Gunicorn settings pronghorn does not serve yet, which stop start-up unless at their default."""
         from pronghorn.config.deferred import deferred_refusal  # here: only a server with a config file
+        from pronghorn.config.misspelt import suggestion
 
         values = sources.read_config_location(location)
         for name, value in values.items():
@@ -115,13 +125,17 @@ class Application(BaseApplication):
                 self.cfg.set(name, value)
             elif (refusal := deferred_refusal(name, value)) is not None:
                 raise ConfigError(refusal)
+            elif (meant := suggestion(name, self.cfg.settings)) is not None and meant not in values:
+                self.cfg.file_warnings.append(f"{location}: {name!r} is not a setting and is ignored; did you "
+                                              f"mean {meant!r}?")
         return values
 
     def load_config_from_file(self, filename: str) -> dict[str, Any]:
         return self.load_config_from_module_name_or_filename(filename)
 
     def load_config(self) -> None:
-        # Precedence, lowest first: defaults < init() < config file < PRONGHORN_CMD_ARGS < command line.
+        # Precedence, lowest first: defaults < init() < config file < PRONGHORN_CMD_ARGS (else
+        # GUNICORN_CMD_ARGS) < command line.
         parser = cli.build_parser(self.usage, self.prog)
         args = cli.parse(parser, sys.argv[1:])
         framework = self.init(parser, args, args.args)
@@ -130,10 +144,14 @@ class Application(BaseApplication):
             for name, value in framework.items():
                 self.cfg.set(name.lower(), value)
 
-        env_args = cli.parse(parser, sources.env_args(self.cfg.environ))
+        self.env_args_variable, extra = sources.env_args(self.cfg.environ)
+        env_args = cli.parse(parser, extra)
+        self.env_args_text = " ".join(extra)
         location = args.config or env_args.config
         if location is None:
             location = sources.find_default_config_file(os.getcwd())
+            if location is not None:
+                self.cfg.set("config", location)  # what --print-config shows: the file read
         if location is not None:
             self.config_file = location
             self.load_config_from_module_name_or_filename(location)
@@ -163,7 +181,7 @@ class Application(BaseApplication):
             self.wsgi()
         except Exception as exc:
             print("\nError while loading the application:\n", file=sys.stderr)
-            if isinstance(exc, (ConfigError, AppImportError, ImportError)):
+            if isinstance(exc, (ConfigError, *ONE_LINE_LOAD_ERRORS)):
                 print(str(exc), file=sys.stderr)
             else:
                 traceback.print_exc()
@@ -175,4 +193,4 @@ class Application(BaseApplication):
 def _fail(exc: BaseException) -> NoReturn:
     print(f"Error: {exc}", file=sys.stderr)
     sys.stderr.flush()
-    sys.exit(1)
+    sys.exit(getattr(exc, "exit_status", 1))

@@ -12,7 +12,7 @@ from typing import Any
 
 from pronghorn.app.base import Application
 from pronghorn.apps.loading import import_app, parse_reference
-from pronghorn.errors import AppImportError, ConfigError
+from pronghorn.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppImportError, AppReferenceError, ConfigError
 
 
 class WSGIApplication(Application):
@@ -31,9 +31,14 @@ class WSGIApplication(Application):
                 raise ConfigError("No application module specified.")
             self.app_uri = self.cfg.wsgi_app
         try:
-            parse_reference(self.app_uri)  # a malformed reference is a config error, caught before forking
+            parse_reference(self.app_uri)  # a malformed reference is caught before forking
         except (AppImportError, ImportError) as exc:
-            raise ConfigError(str(exc)) from None
+            # Gunicorn's exit status for it: a worker's app load error (4), or its boot error (3) for
+            # the ImportError of a file path; 1 when the master loads the app (preload, checks).
+            status = APP_LOAD_ERROR if isinstance(exc, AppImportError) else WORKER_BOOT_ERROR
+            if self.cfg.preload_app or self.cfg.check_config:
+                status = 1
+            raise AppReferenceError(str(exc), status) from None
 
     def load_wsgiapp(self) -> Callable[..., Any]:
         assert self.app_uri is not None

@@ -301,7 +301,8 @@ class Exchange:
             self.fail(500, "Internal Server Error", "Worker timed out (aborted by the master)")
         except Exception:
             response.failed = True
-            self.cycle.log.exception("Error handling request %s", self.head.target.decode("latin-1"))
+            self.cycle.log.exception("Error handling request %s %s", self.head.method.decode("ascii"),
+                                     self.head.target.decode("latin-1"))
             if not response.headers_sent:
                 response.send_error(500, "Internal Server Error", "")
         self.finalise()

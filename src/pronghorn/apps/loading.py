@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from types import MappingProxyType, ModuleType
 from typing import Any, Callable, NamedTuple
 
-from pronghorn.errors import AppImportError
+from pronghorn.errors import AppImportError, AppModuleNotFound
 
 __all__ = ["import_app", "parse_reference", "AppReference"]
 
@@ -175,8 +175,7 @@ def _import_module(module_name: str) -> ModuleType:
                 f"No module named {module_name!r} was found: its package {exc.name!r} "
                 "is not on sys.path."
             )
-        error = ModuleNotFoundError(message, name=exc.name)
-        raise error from exc
+        raise AppModuleNotFound(message, name=exc.name) from exc
 
 
 def _is_self_or_parent(missing: str, module_name: str) -> bool:

@@ -71,11 +71,13 @@ class Config:
         object.__setattr__(self, "usage", usage)
         object.__setattr__(self, "prog", prog)
         object.__setattr__(self, "environ", dict(env))
+        object.__setattr__(self, "file_warnings", [])
 
     settings: dict[str, BoundSetting]
     usage: str | None
     prog: str | None
     environ: dict[str, str]
+    file_warnings: list[str]  # filled while a config file is read (``startup_warnings``)
 
     def __getattr__(self, name: str) -> Any:
         settings = self.__dict__.get("settings", {})
@@ -143,13 +145,14 @@ class Config:
                     f"{bound.value!r} given, and only the default {bound.default!r} is accepted"
                 )
 
-    def deprecation_warnings(self) -> list[str]:
-        """One line for each deprecated setting given a value (Gunicorn warns about them too)."""
+    def startup_warnings(self) -> list[str]:
+        """One line for each deprecated setting given a value (Gunicorn warns about them too), and
+        for each config-file name that looks like a misspelt setting."""
         return [
             f"Setting {bound.name} is deprecated: {bound.setting.deprecated}."
             for bound in self.settings.values()
             if bound.setting.deprecated and not bound.is_default()
-        ]
+        ] + self.file_warnings
 
     def __str__(self) -> str:
         """``name = value`` for every setting, sorted, as ``--print-config`` shows them."""

@@ -2,7 +2,8 @@
 
 This is the only module of the config layer that reads the process environment or the file
 system. Precedence is applied by the caller (``pronghorn.app.base.Application``):
-defaults < application ``init()`` < config file < ``PRONGHORN_CMD_ARGS`` < command line.
+defaults < application ``init()`` < config file < ``PRONGHORN_CMD_ARGS`` (or, when that is unset,
+``GUNICORN_CMD_ARGS``) < command line.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 
 from pronghorn.errors import ConfigError
 
-ENV_ARGS_VARIABLE = "PRONGHORN_CMD_ARGS"
+# The first of these that is set gives extra command-line arguments (a Gunicorn deployment's
+# environment works unchanged, as ./gunicorn.conf.py does).
+ENV_ARGS_VARIABLES = ("PRONGHORN_CMD_ARGS", "GUNICORN_CMD_ARGS")
 # Looked for, in this order, in the working directory when no -c is given.
 DEFAULT_CONFIG_FILES = ("pronghorn.conf.py", "gunicorn.conf.py")
 
@@ -27,17 +30,19 @@ def process_environ() -> Mapping[str, str]:
     return os.environ
 
 
-def env_args(environ: Mapping[str, str]) -> list[str]:
-    """Extra command-line arguments from ``PRONGHORN_CMD_ARGS`` (shell-style quoting)."""
-    text = environ.get(ENV_ARGS_VARIABLE, "")
+def env_args(environ: Mapping[str, str]) -> tuple[str | None, list[str]]:
+    """The variable that gives extra command-line arguments (None if neither is set) and those
+    arguments (shell-style quoting)."""
+    name = next((name for name in ENV_ARGS_VARIABLES if name in environ), None)
+    text = environ[name] if name is not None else ""
     if not text.strip():
-        return []
+        return name, []
     try:
         import shlex  # only when there is a command line to split
 
-        return shlex.split(text)
+        return name, shlex.split(text)
     except ValueError as exc:
-        raise ConfigError(f"Invalid value for {ENV_ARGS_VARIABLE}: {text!r} ({exc})") from None
+        raise ConfigError(f"Invalid value for {name}: {text!r} ({exc})") from None
 
 
 def find_default_config_file(directory: str) -> str | None:

@@ -20,6 +20,9 @@ from pronghorn.ip_literals import needs_ipaddress, packed_address
 
 
 def boolean(value: Any) -> bool:
+    """True or False, or the strings "true"/"false"; None (Gunicorn accepts it: falsy) is False."""
+    if value is None:
+        return False
     if isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -188,10 +191,16 @@ def _account_id(value: Any, kind: str, lookup: Callable[[str], int]) -> int:
 
 
 def user_id(value: Any) -> int:
+    """A uid; None (Gunicorn's "leave it as it is") is the effective uid."""
+    if value is None:
+        return os.geteuid()
     return _account_id(value, "user", lambda name: pwd.getpwnam(name).pw_uid)
 
 
 def group_id(value: Any) -> int:
+    """A gid; None is the effective gid."""
+    if value is None:
+        return os.getegid()
     return _account_id(value, "group", lambda name: grp.getgrnam(name).gr_gid)
 
 

@@ -19,7 +19,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from pronghorn import __version__
-from pronghorn.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppImportError, ConfigError, HaltServer
+from pronghorn.errors import APP_LOAD_ERROR, ONE_LINE_LOAD_ERRORS, WORKER_BOOT_ERROR, ConfigError, HaltServer
 from pronghorn.config import Config
 from pronghorn.logs import make_logger
 from pronghorn.master import reexec
@@ -97,9 +97,8 @@ class Arbiter:
 
     def start(self) -> None:
         self.log.info("Starting pronghorn %s", __version__)
-        config_file = getattr(self.app, "config_file", None)
-        if config_file:
-            self.log.info("Config file: %s", config_file)
+        for line in getattr(self.app, "settings_sources", list)():
+            self.log.info("%s", line)
         if self.cfg.pidfile:
             self.pidfile = _pidfile(self.cfg.pidfile + (".2" if self.master_pid else ""))
             self.pidfile.create(self.pid)
@@ -121,7 +120,7 @@ class Arbiter:
         for listener in self.listeners:
             self.log.info("Listening at: %s (%s)", listener, self.pid)
         self.log.info("Using worker: %s", worker_class_name(self.worker_class))
-        for message in self.cfg.deprecation_warnings():
+        for message in self.cfg.startup_warnings():
             self.log.warning(message)
         if self.cfg.preload_app:
             self.preload()
@@ -135,11 +134,12 @@ class Arbiter:
             # Objects that exist now are shared with every forked worker; keeping the collector
             # away from them keeps those memory pages shared instead of copied on first GC.
             gc.freeze()
-        except (AppImportError, ImportError) as exc:
-            raise HaltServer(f"App failed to load: {exc}", APP_LOAD_ERROR) from None
+        # Exit status 1, as Gunicorn's master ends when it cannot load the app itself.
+        except ONE_LINE_LOAD_ERRORS as exc:
+            raise HaltServer(f"App failed to load: {exc}", 1) from None
         except Exception:
             self.log.exception("Failed to load the application")
-            raise HaltServer("App failed to load.", APP_LOAD_ERROR) from None
+            raise HaltServer("App failed to load.", 1) from None
 
     def init_signals(self) -> None:
         for name in HANDLED_SIGNALS:
@@ -218,6 +218,7 @@ class Arbiter:
     handle_quit = handle_int
 
     def handle_hup(self) -> None:
+        self.log.info("Hang up: reloading the configuration and the application")
         self.notifier.reloading()
         try:
             self.reload()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pronghorn.apps.cycle import CycleHooks, CycleSettings, Request, RequestCycle
 from pronghorn.apps.wsgi import Response
 from pronghorn.config import Config
-from pronghorn.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppImportError
+from pronghorn.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppImportError, AppModuleNotFound
 from pronghorn.logs import Logger
 from pronghorn.net import tls
 from pronghorn.net.listeners import Listener
@@ -142,7 +142,7 @@ class Worker:
         self.run()
 
     def load_wsgi(self) -> None:
-        """Load the application; a failure ends the worker with ``APP_LOAD_ERROR`` (the master halts).
+        """Load the application; a failure ends the worker with exit status 4 or 3 (the master halts).
 
         With ``reload`` on, a syntax error instead serves its traceback until the file is fixed.
         """
@@ -151,19 +151,24 @@ class Worker:
         except SyntaxError as exc:
             if self.reloader is None:
                 self.log.exception("Failed to load the application")
-                sys.exit(APP_LOAD_ERROR)
+                sys.exit(WORKER_BOOT_ERROR)
             self.log.exception("Application has a syntax error; serving the traceback until it is fixed")
             if exc.filename:
                 self.reloader.add_extra_file(exc.filename)
             from pronghorn.workers.reloader import app_serving_traceback
 
             self.wsgi = app_serving_traceback(exc)
-        except (AppImportError, ImportError) as exc:
+        # Gunicorn's exit statuses: 4 when the reference does not give an application, 3 (a boot
+        # error) when the module cannot be imported or raises; either halts the master.
+        except AppImportError as exc:
             self.log.error("Failed to load the application: %s", exc)
             sys.exit(APP_LOAD_ERROR)
+        except AppModuleNotFound as exc:
+            self.log.error("Failed to load the application: %s", exc)
+            sys.exit(WORKER_BOOT_ERROR)
         except Exception:
             self.log.exception("Failed to load the application")
-            sys.exit(APP_LOAD_ERROR)
+            sys.exit(WORKER_BOOT_ERROR)
 
     def run(self) -> None:
         raise NotImplementedError

@@ -36,10 +36,10 @@ def test_every_pending_setting_refuses_a_value_other_than_its_default(setting: S
 
 def test_a_deprecated_setting_warns_and_is_not_refused() -> None:
     cfg = Config(environ={})
-    assert cfg.deprecation_warnings() == []
+    assert cfg.startup_warnings() == []
     cfg.set("ssl_version", 5)
     cfg.validate()
-    assert cfg.deprecation_warnings() == [
+    assert cfg.startup_warnings() == [
         "Setting ssl_version is deprecated: ignored, as in Gunicorn; choose protocol versions in the "
         "ssl_context hook."
     ]

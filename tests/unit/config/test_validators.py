@@ -39,7 +39,7 @@ def test_boolean(value: Any, expected: bool) -> None:
     assert validators.boolean(value) is expected
 
 
-@pytest.mark.parametrize("value", ["maybe", "", None, 1, 0.0, [], "0", "1", "yes", "on"])
+@pytest.mark.parametrize("value", ["maybe", "", 1, 0.0, [], "0", "1", "yes", "on"])
 def test_boolean_rejects(value: Any) -> None:
     rejects(validators.boolean, value, "expected true or false")
 
@@ -173,6 +173,7 @@ def test_user_id() -> None:
     assert validators.user_id(me.pw_name) == me.pw_uid
     assert validators.user_id(str(me.pw_uid)) == me.pw_uid
     assert validators.user_id(1234) == 1234
+    assert validators.user_id(None) == os.geteuid()  # Gunicorn: None leaves the user as it is
     rejects(validators.user_id, "no-such-user-pronghorn", "expected a user name or uid (no user 'no-such-user-pronghorn')")
     rejects(validators.user_id, 1.5, "expected a user name or uid")
 
@@ -182,7 +183,7 @@ def test_group_id() -> None:
     assert validators.group_id(mine.gr_name) == mine.gr_gid
     assert validators.group_id(str(mine.gr_gid)) == mine.gr_gid
     rejects(validators.group_id, "no-such-group-pronghorn", "expected a group name or gid (no group 'no-such-group-pronghorn')")
-    rejects(validators.group_id, None, "expected a group name or gid")
+    rejects(validators.group_id, 1.5, "expected a group name or gid")
 
 
 def test_class_or_string() -> None:
@@ -272,3 +273,22 @@ def test_tcp_address(value: str) -> None:
                                    "[::1]9100", "unix:/tmp/metrics"])
 def test_tcp_address_rejects(value: str) -> None:
     rejects(validators.tcp_address, value, "expected HOST:PORT or [IPV6]:PORT")
+
+
+def test_none_where_gunicorn_takes_it() -> None:
+    """Gunicorn's validate_bool, validate_user and validate_group take None; so do these."""
+    assert validators.boolean(None) is False
+    assert validators.user_id(None) == os.geteuid()
+    assert validators.group_id(None) == os.getegid()
+    assert validators.string(None) is None
+    assert validators.list_of_strings(None) == []
+
+
+@pytest.mark.parametrize(("value", "expected"), [("3", 3), (" 4 ", 4), ("0x10", 16), (5, 5)])
+def test_integers_from_strings_as_gunicorn_converts_them(value: Any, expected: int) -> None:
+    assert validators.positive_integer(value) == expected  # workers = os.getenv("WEB_CONCURRENCY", 3)
+
+
+def test_bind_as_a_list_or_a_tuple() -> None:
+    assert validators.list_of_strings(("127.0.0.1:8000", "unix:/tmp/s")) == ["127.0.0.1:8000", "unix:/tmp/s"]
+    assert validators.list_of_strings("0.0.0.0:80") == ["0.0.0.0:80"]
