@@ -11,6 +11,23 @@ from pronghorn.errors import ConfigError
 WORKER_CLASSES = {
     "sync": "pronghorn.workers.sync.SyncWorker",
     "gthread": "pronghorn.workers.gthread.ThreadWorker",
+    "gevent": "pronghorn.workers.ggevent.GeventWorker",
+}
+# Gunicorn's own class paths (configs name them) select the same workers.
+GUNICORN_CLASSES = {
+    "gunicorn.workers.sync.SyncWorker": "sync",
+    "gunicorn.workers.gthread.ThreadWorker": "gthread",
+    "gunicorn.workers.ggevent.GeventWorker": "gevent",
+    "gunicorn.workers.ggevent.GeventPyWSGIWorker": "gevent",
+    "gevent_wsgi": "gevent",
+    "gevent_pywsgi": "gevent",
+}
+# Worker classes pronghorn does not have, and what to use instead.
+REFUSED = {
+    "eventlet": "use worker_class = 'gevent' for greenlets, or the default worker",
+    "gunicorn.workers.geventlet.EventletWorker": "use worker_class = 'gevent' for greenlets, or the default worker",
+    "tornado": "use the default worker (gthread) for WSGI apps",
+    "gunicorn.workers.gtornado.TornadoWorker": "use the default worker (gthread) for WSGI apps",
 }
 
 
@@ -21,7 +38,10 @@ def resolve_worker_class(value: Any, threads: int = 1) -> type:
     """
     if inspect.isclass(value):
         return value
-    name = str(value)
+    name = str(value).strip()
+    if name in REFUSED:
+        raise ConfigError(f"Invalid value for worker_class: {value!r} (not available in pronghorn: {REFUSED[name]})")
+    name = GUNICORN_CLASSES.get(name, name)
     if name == "sync" and threads > 1:
         name = "gthread"
     path = WORKER_CLASSES.get(name, name)

@@ -123,8 +123,11 @@ WORKER_PROCESSES = (
             "`gthread` runs an event loop in each worker: the loop does all socket work and hands the "
             "application whole requests, inline on the loop thread with `--threads 1` or on a pool of "
             "`threads` threads, so slow clients never hold an application thread. `sync` serves one "
-            "request per connection at a time per process, as Gunicorn's does. A dotted path such as "
-            "`mypackage.workers.MyWorker` loads a custom worker class.",
+            "request per connection at a time per process, as Gunicorn's does. `gevent` (`pip install "
+            "'pronghorn[gevent]'`) serves each connection on a greenlet, monkey-patching the standard "
+            "library before the app is loaded. Gunicorn's class paths (`gunicorn.workers.ggevent."
+            "GeventWorker`, ...) select the same workers; `eventlet` and `tornado` are refused. A dotted "
+            "path such as `mypackage.workers.MyWorker` loads a custom worker class.",
             "Differs from Gunicorn: the default is `'gthread'` (the event-loop worker) instead of `'sync'`.",
         ),
     ),
@@ -149,7 +152,7 @@ WORKER_PROCESSES = (
         meta="INT",
         validator=validators.positive_integer,
         default=1000,
-        desc="Most client connections one worker holds open at once (event-loop workers only).",
+        desc="Most client connections one worker holds open at once (the event-loop and gevent workers).",
         details=(
             "Each connection is one open file. The master raises its soft open files limit to the hard "
             "limit at start, before forking workers, so thousands of connections per worker need no "
