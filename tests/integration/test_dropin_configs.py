@@ -142,13 +142,15 @@ def test_load_failures_end_with_gunicorns_exit_status(project: Path, reference: 
 
 
 def test_small_log_parities(project: Path) -> None:
-    (project / "pronghorn.conf.py").write_text("workers = 1\nworker_timout = 10\nkeep_alive = 5\nmy_port = 8000\n")
+    (project / "pronghorn.conf.py").write_text("workers = 1\nworker_timout = 10\nkeep_alive = 5\nmy_port = 8000\n"
+                                               "loglevel = 'warn'\n")  # not a level: Gunicorn uses info
     port = free_port()
     with running(pronghorn_cmd("dropin:app", "-b", f"127.0.0.1:{port}"), cwd=project, port=port) as server:
         out = server.wait_for_output("Booting worker")
         assert "'keep_alive' is not a setting and is ignored; did you mean 'keepalive'?" in out
         assert "'worker_timout' is not a setting and is ignored; did you mean 'timeout'?" in out
         assert "my_port" not in out  # other names stay ignored, as in Gunicorn
+        assert "Setting loglevel is 'warn', not one of debug, info, warning, error, critical: info is used." in out
         assert http_get(port, "/fail")[0] == 500
         server.wait_for_output("Error handling request GET /fail")
         server.signal(signal.SIGHUP)

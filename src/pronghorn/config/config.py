@@ -15,6 +15,8 @@ from pronghorn.config.setting import Setting
 from pronghorn.config.sources import process_environ
 from pronghorn.errors import ConfigError
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")  # (pronghorn.logs maps them to logging's)
+
 
 class BoundSetting:
     """A setting declaration together with its current value in one ``Config``."""
@@ -148,11 +150,15 @@ class Config:
     def startup_warnings(self) -> list[str]:
         """One line for each deprecated setting given a value (Gunicorn warns about them too), and
         for each config-file name that looks like a misspelt setting."""
-        return [
+        warnings = [
             f"Setting {bound.name} is deprecated: {bound.setting.deprecated}."
             for bound in self.settings.values()
             if bound.setting.deprecated and not bound.is_default()
-        ] + self.file_warnings
+        ]
+        level = self.settings["loglevel"].get() if "loglevel" in self.settings else "info"
+        if level not in LOG_LEVELS:
+            warnings.append(f"Setting loglevel is {level!r}, not one of {', '.join(LOG_LEVELS)}: info is used.")
+        return warnings + self.file_warnings
 
     def __str__(self) -> str:
         """``name = value`` for every setting, sorted, as ``--print-config`` shows them."""

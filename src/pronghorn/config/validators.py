@@ -362,3 +362,8 @@ def tcp_address(value: Any) -> str | None:
     if not host or not (port and all(c in "0123456789" for c in port) and int(port) <= 65535):
         raise ValueError("expected HOST:PORT or [IPV6]:PORT")
     return text
+
+
+def lowercase_string(value: Any) -> str:
+    """A string compared without case (``loglevel``); None is the empty string."""
+    return (string(value) or "").lower()

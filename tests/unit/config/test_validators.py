@@ -27,7 +27,7 @@ def test_every_validator_used_is_covered_here() -> None:
     covered = {
         "boolean", "integer", "positive_integer", "octal_or_int", "string", "list_of_strings", "comma_list",
         "address_list", "choice", "choice_or_switch", "dictionary", "directory", "files_or_patterns", "user_id",
-        "group_id", "class_or_string", "hook", "post_request_hook", "statsd_address", "tcp_address",
+        "group_id", "class_or_string", "hook", "post_request_hook", "statsd_address", "tcp_address", "lowercase_string",
     }
     assert names <= covered, names - covered
 
@@ -292,3 +292,9 @@ def test_integers_from_strings_as_gunicorn_converts_them(value: Any, expected: i
 def test_bind_as_a_list_or_a_tuple() -> None:
     assert validators.list_of_strings(("127.0.0.1:8000", "unix:/tmp/s")) == ["127.0.0.1:8000", "unix:/tmp/s"]
     assert validators.list_of_strings("0.0.0.0:80") == ["0.0.0.0:80"]
+
+
+def test_lowercase_string() -> None:
+    assert validators.lowercase_string(" INFO ") == "info"
+    assert validators.lowercase_string("warn") == "warn"  # not a level: info is used, with a warning at start
+    assert validators.lowercase_string(None) == ""

@@ -90,12 +90,12 @@ ERROR_AND_ACCESS = (
         section="Logging",
         cli=("--log-level",),
         meta="LEVEL",
-        validator=validators.choice("debug", "info", "warning", "error", "critical"),
+        validator=validators.lowercase_string,
         default="info",
         desc="Least severe messages written to the error log: debug, info, warning, error or critical.",
         details=(
-            "Differs from Gunicorn: an unknown level is a configuration error (Gunicorn quietly uses "
-            "`info`).",
+            "Any case. An unknown level means `info`, as in Gunicorn, and pronghorn says so once at "
+            "start (Gunicorn says nothing).",
         ),
     ),
     Setting(
