@@ -39,6 +39,8 @@ def resolve_worker_class(value: Any, threads: int = 1) -> type:
     if inspect.isclass(value):
         return value
     name = str(value).strip()
+    if name.startswith("egg:gunicorn#"):  # Gunicorn's entry-point form of its worker names
+        name = name[len("egg:gunicorn#"):]
     if name in REFUSED:
         raise ConfigError(f"Invalid value for worker_class: {value!r} (not available in pronghorn: {REFUSED[name]})")
     name = GUNICORN_CLASSES.get(name, name)
