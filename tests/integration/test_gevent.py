@@ -194,8 +194,9 @@ class _Load:
             thread.join(20)
 
 
-def test_hup_and_term_under_load_fail_no_request(project: Path) -> None:
-    port, cmd = _server(project, CONFIGS["plain"], "-w", "2")
+@pytest.mark.parametrize("config", ["plain", "self-patched"])
+def test_hup_and_term_under_load_fail_no_request(project: Path, config: str) -> None:
+    port, cmd = _server(project, CONFIGS[config], "-w", "2")
     server = Server(cmd, cwd=project)
     try:
         server.wait_for_port(port)
@@ -215,3 +216,14 @@ def test_hup_and_term_under_load_fail_no_request(project: Path) -> None:
         assert server.wait(timeout=20) == 0
     finally:
         server.stop()
+
+
+def test_max_requests_recycles_the_worker_without_a_failed_request(project: Path) -> None:
+    port, cmd = _server(project, CONFIGS["plain"], "-w", "1", "--max-requests", "5")
+    with running(cmd, cwd=project, port=port) as server:
+        with _Load(port, threads=2) as load:
+            deadline = time.monotonic() + 15
+            while server.output().count("Autorestarting worker") < 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        assert server.output().count("Autorestarting worker") >= 3
+    assert load.failed == [] and load.ok >= 15, (load.failed[:5], load.ok)

@@ -30,3 +30,12 @@ def test_sync_with_threads_is_the_threaded_worker() -> None:
 def test_workers_pronghorn_does_not_have_are_refused_with_advice(value: str, advice: str) -> None:
     with pytest.raises(ConfigError, match=rf"^Invalid value for worker_class: .*not available in pronghorn: .*{advice}"):
         resolve_worker_class(value)
+
+
+def test_gevent_without_the_package_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gevent", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "pronghorn.workers.ggevent", raising=False)
+    with pytest.raises(ConfigError, match=r"needs the gevent package: pip install 'pronghorn\[gevent\]'"):
+        resolve_worker_class("gevent")
