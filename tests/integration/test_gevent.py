@@ -227,3 +227,21 @@ def test_max_requests_recycles_the_worker_without_a_failed_request(project: Path
                 time.sleep(0.1)
         assert server.output().count("Autorestarting worker") >= 3
     assert load.failed == [] and load.ok >= 15, (load.failed[:5], load.ok)
+
+
+def test_a_patched_process_refuses_a_thread_pool_beside_the_event_loop(project: Path) -> None:
+    (project / "gunicorn.conf.py").write_text("from gevent import monkey\nmonkey.patch_all()\n\nthreads = 4\n")
+    result = subprocess.run(pronghorn_cmd("geventapp:app", "-b", f"127.0.0.1:{free_port()}"), cwd=project,
+                            env=child_env(), capture_output=True, text=True, timeout=60)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: Invalid value for threads: 4 (gevent has monkey-patched threading")
+
+
+def test_worker_connections_caps_the_connections_served_at_once(project: Path) -> None:
+    port, cmd = _server(project, CONFIGS["plain"], "-w", "1", "--worker-connections", "2")
+    with running(cmd, cwd=project, port=port):
+        _get(port, "/")
+        statuses, took = _many(port, "/sleep", 4)  # two at a time: two rounds of a second
+    assert statuses == [200] * 4
+    assert 1.9 < took < 3.5, took

@@ -46,6 +46,10 @@ def resolve_worker_class(value: Any, threads: int = 1) -> type:
     name = GUNICORN_CLASSES.get(name, name)
     if name == "sync" and threads > 1:
         name = "gthread"
+    if name == "gthread" and threads > 1 and _threads_patched():
+        # Patched threads are greenlets: they would never run beside the worker's event loop.
+        raise ConfigError(f"Invalid value for threads: {threads} (gevent has monkey-patched threading in this "
+                          "process, in the config file perhaps; use worker_class = 'gevent', or threads = 1)")
     path = WORKER_CLASSES.get(name, name)
     module_name, _, class_name = path.rpartition(".")
     if not module_name:
@@ -58,6 +62,13 @@ def resolve_worker_class(value: Any, threads: int = 1) -> type:
     if not inspect.isclass(worker_class):
         raise ConfigError(f"Invalid value for worker_class: {value!r} (expected a class)")
     return worker_class
+
+
+def _threads_patched() -> bool:
+    import sys
+
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("threading"))
 
 
 def worker_class_name(worker_class: type) -> str:
