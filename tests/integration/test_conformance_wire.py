@@ -257,7 +257,7 @@ class ServerPool:
         return self._servers[flags]
 
 
-@pytest.fixture(scope="module", params=["sync", "gthread"])
+@pytest.fixture(scope="module", params=["sync", "gthread", "gevent"])
 def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPool]:
     workdir = tmp_path_factory.mktemp("conformance-wire")
     (workdir / "echo_app.py").write_text(ECHO_APP)

@@ -22,7 +22,7 @@ def app(environ, start_response):
     return [body]
 '''
 
-WORKERS = ["sync", "gthread", "gthread-t4"]
+WORKERS = ["sync", "gthread", "gthread-t4", "gevent"]
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 

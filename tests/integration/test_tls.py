@@ -34,7 +34,7 @@ from serving import (
     split_responses,
 )
 
-WORKERS = ["sync", "gthread", "gthread-t4"]
+WORKERS = ["sync", "gthread", "gthread-t4", "gevent"]
 
 APP = r'''
 import hashlib

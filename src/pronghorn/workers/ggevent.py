@@ -12,6 +12,7 @@ connections to finish (each answers its request in hand with ``Connection: close
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from typing import Any
@@ -72,7 +73,10 @@ class GeventWorker(SyncWorker):
             self.pool.wait_available()
             try:
                 client, addr = sock.accept()
-            except OSError:
+            except OSError as exc:
+                if exc.errno not in (errno.ECONNABORTED, errno.EPROTO):
+                    self.log.warning("accept() failed: %s", exc)
+                    gevent.sleep(0.5)  # out of descriptors, say: try again later instead of spinning
                 continue
             self.notify()
             self.pool.spawn(self._connection, listener, client, addr)
