@@ -22,7 +22,14 @@ from pronghorn.apps.wsgi import ClientDisconnected, ParserBody
 from pronghorn.errors import ConfigError
 from pronghorn.http import ProtocolError, RequestHead, RequestParser
 from pronghorn.net.listeners import Listener
-from pronghorn.workers.sync import _IGNORED_SEND_ERRORS, DRAIN_LIMIT, RECV_SIZE, SyncWorker, _SocketSink
+from pronghorn.workers.sync import (
+    _IGNORED_SEND_ERRORS,
+    DRAIN_LIMIT,
+    RECV_SIZE,
+    UNKNOWN_BACKLOG_DRAIN,
+    SyncWorker,
+    _SocketSink,
+)
 
 try:
     import gevent
@@ -84,12 +91,12 @@ class GeventWorker(SyncWorker):
     def _take_backlog(self, listener: Listener, sock: socket.socket) -> None:
         """After TERM: serve the connections already queued instead of resetting them."""
         queued = listener.queued_connections()
-        for _ in range(queued if queued is not None else 64):
-            try:
-                client, addr = sock.accept() if _readable(sock) else (None, None)
-            except OSError:
+        for _ in range(queued if queued is not None else UNKNOWN_BACKLOG_DRAIN):
+            if not _readable(sock):
                 break
-            if client is None:
+            try:
+                client, addr = sock.accept()
+            except OSError:
                 break
             self.pool.spawn(self._connection, listener, client, addr)
 
@@ -115,7 +122,7 @@ class GeventWorker(SyncWorker):
         try:
             client.settimeout(cfg.header_timeout or None)
             proxy, first_bytes = self._read_proxy_header(client, peer)
-            connection = self.cycle.connection(peer, listener.server_name, url_scheme=self._url_scheme(), sock=client,
+            connection = self.cycle.connection(peer, listener.server_name, url_scheme=self.url_scheme, sock=client,
                                                multithread=True, proxy=proxy)
             parser = RequestParser(connection.limits)
             if first_bytes:
@@ -181,9 +188,6 @@ class GeventWorker(SyncWorker):
             return body.drain(DRAIN_LIMIT)  # what the app left of the body, up to the next request
         except (ProtocolError, ClientDisconnected):
             return False
-
-    def _url_scheme(self) -> str:
-        return "https" if self.tls is not None else "http"
 
 
 def _cooperative(sock: socket.socket) -> socket.socket:

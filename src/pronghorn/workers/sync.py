@@ -162,7 +162,7 @@ class SyncWorker(Worker):
 
     def _serve(self, listener: Listener, client: socket.socket, peer: Any) -> None:
         assert self.cycle is not None
-        url_scheme = "https" if self.tls is not None else "http"
+        url_scheme = self.url_scheme
         try:
             proxy, first_bytes = self._read_proxy_header(client, peer)
             connection = self.cycle.connection(peer, listener.server_name, url_scheme=url_scheme, sock=client,
@@ -197,6 +197,10 @@ class SyncWorker(Worker):
         except OSError as exc:
             if exc.errno not in _IGNORED_SEND_ERRORS:
                 self.log.exception("Socket error processing request.")
+
+    @property
+    def url_scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
 
     def _read_proxy_header(self, client: socket.socket, peer: Any) -> tuple[ProxyInfo | None, bytes]:
         """The PROXY header, if the settings look for one and it came; and the bytes after it."""
