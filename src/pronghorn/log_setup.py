@@ -8,10 +8,7 @@ logging configuration stops start-up with one line, and on HUP keeps the previou
 
 from __future__ import annotations
 
-import json
 import logging
-import logging.config
-import logging.handlers
 import os
 import socket
 import sys
@@ -67,6 +64,7 @@ def file_handler(target: str, dash: TextIO, fmt: str, setting: str) -> logging.H
 
 def syslog_handler(cfg: Any, kind: str) -> logging.Handler:
     """A handler sending to ``syslog_addr``, tagged ``pronghorn.<prefix>.<kind>``."""
+    import logging.handlers  # (only with syslog: what the master imports, every worker carries)
     address, socktype = parse_syslog_address(cfg.syslog_addr)
     facility = logging.handlers.SysLogHandler.facility_names.get(str(cfg.syslog_facility).lower())
     if facility is None:
@@ -107,6 +105,11 @@ def parse_syslog_address(text: str) -> tuple[str | tuple[str, int], socket.Socke
 
 def apply_config_files(cfg: Any) -> bool:
     """Apply ``logconfig_dict``, else ``logconfig_json``, else ``logconfig``; True if one was."""
+    if not (cfg.logconfig_dict or cfg.logconfig_json or cfg.logconfig):
+        return False
+    import json  # (only with a logging configuration: logging.config brings socketserver, pickle...)
+    import logging.config
+
     if cfg.logconfig_dict:
         named = _dict_config(dict(cfg.logconfig_dict), "logconfig_dict", repr(cfg.logconfig_dict)[:60])
     elif cfg.logconfig_json:
@@ -118,10 +121,8 @@ def apply_config_files(cfg: Any) -> bool:
         if not isinstance(loaded, dict):
             raise ConfigError(f"Invalid value for logconfig_json: {cfg.logconfig_json!r} (expected a JSON object)")
         named = _dict_config(loaded, "logconfig_json", repr(cfg.logconfig_json))
-    elif cfg.logconfig:
-        named = _file_config(cfg.logconfig)
     else:
-        return False
+        named = _file_config(cfg.logconfig)
     for theirs, ours in GUNICORN_NAMES.items():
         if theirs in named and ours not in named:
             _adopt(logging.getLogger(theirs), logging.getLogger(ours))

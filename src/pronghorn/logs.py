@@ -8,9 +8,7 @@ in append mode and reopened on USR1 so that log rotation works.
 from __future__ import annotations
 
 import binascii
-import json
 import logging
-import logging.handlers
 import os
 import sys
 import time
@@ -104,7 +102,7 @@ class Logger:
         self.access_log = logging.getLogger(ACCESS_LOGGER)
         self.access_log.propagate = False
         self.access_log.setLevel(logging.INFO)
-        self._access_json = False
+        self._access_json: Any = None  # json.dumps, with access_log_json
         self._applied: Config | None = None
         self.setup(cfg)
 
@@ -135,14 +133,18 @@ class Logger:
         # As in Gunicorn: a logging configuration or syslog turns the access log on by itself.
         self._access_enabled = bool(cfg.accesslog or configured
                                     or (to_syslog and not cfg.disable_redirect_access_to_syslog))
-        self._access_json = bool(cfg.access_log_json)
+        if cfg.access_log_json:
+            import json  # (only then: every module the master imports is in every worker)
+
+            self._access_json = json.dumps
+        else:
+            self._access_json = None
 
     @staticmethod
     def _set_handlers(log: logging.Logger, handler: logging.Handler | None) -> None:
         for old in list(log.handlers):
             log.removeHandler(old)
-            if isinstance(old, (logging.FileHandler, logging.handlers.SysLogHandler)):
-                old.close()
+            old.close()  # (a StreamHandler leaves its stream open)
         log.addHandler(handler if handler is not None else logging.NullHandler())
 
     # --- error log ---
@@ -219,9 +221,9 @@ class Logger:
         if not self.access_enabled:
             return
         try:
-            if self._access_json:  # the values as they are: JSON escapes them itself
+            if self._access_json is not None:  # the values as they are: JSON escapes them itself
                 values = self.plain_atoms(resp, environ, request_time)
-                line = json.dumps({name: values[atom] for name, atom in JSON_FIELDS})
+                line = self._access_json({name: values[atom] for name, atom in JSON_FIELDS})
             else:
                 line = self.cfg.access_log_format % self.atoms(resp, req, environ, request_time)
             self.access_log.info(line)
