@@ -254,6 +254,7 @@ WORKER_ARGS: dict[str, list[str]] = {
     "gthread": ["-k", "gthread", "--threads", "1"],  # the app runs inline on the loop thread
     "gthread-t4": ["-k", "gthread", "--threads", "4"],  # the app runs on a pool of four threads
     "gevent": ["-k", "gevent"],  # a greenlet per connection (pronghorn[gevent])
+    "asgi": ["-k", "asgi"],  # an ASGI app (abuse suite: ``abuseapp:asgi_app``)
 }
 
 

@@ -62,6 +62,46 @@ def app(environ, start_response):
         body = f"{os.getpid()} {path}".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+async def asgi_app(scope, receive, send):
+    """The same paths for the ASGI worker (``abuseapp:asgi_app``)."""
+    import asyncio
+
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    if path == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        for index in range(4):
+            if index:
+                await asyncio.sleep(0.3)
+            chunk = b"<chunk %d at %.6f>\n" % (index, time.time())
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/big":
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/octet-stream"), (b"content-length", str(BIG_SIZE).encode())]})
+        for _ in range(BIG_SIZE // len(BLOCK)):
+            await send({"type": "http.response.body", "body": BLOCK, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/read":
+        size = 0
+        while True:
+            message = await receive()
+            size += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"read %d" % size
+    elif path == "/noread":
+        body = b"did not read"
+    else:
+        body = f"{os.getpid()} {path}".encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 '''
 
 BIG_SIZE = 8 << 20
@@ -279,7 +319,8 @@ class AbuseServer:
 def abuse_server(workdir: Path, worker: str, *extra: str, workers: int = 2) -> Iterator[AbuseServer]:
     """``pronghorn abuseapp:app`` with the given worker (a key of ``serving.WORKER_ARGS``), ready."""
     port = free_port()
-    cmd = pronghorn_cmd("abuseapp:app", "-b", f"127.0.0.1:{port}", "-w", str(workers), *WORKER_ARGS[worker], *extra)
+    app = "abuseapp:asgi_app" if worker == "asgi" else "abuseapp:app"
+    cmd = pronghorn_cmd(app, "-b", f"127.0.0.1:{port}", "-w", str(workers), *WORKER_ARGS[worker], *extra)
     with running(cmd, cwd=workdir, port=port) as server:
         handle = AbuseServer(server, port, workers, workdir)
         handle.wait_ready()

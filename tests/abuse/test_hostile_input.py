@@ -75,7 +75,7 @@ OVERSIZED: list[tuple[str, Callable[[], Iterator[bytes]], int, int, int]] = [
 ]
 
 
-@pytest.mark.parametrize("worker", ["gthread", "sync"])
+@pytest.mark.parametrize("worker", ["gthread", "sync", "asgi"])
 def test_oversized_and_endless_input_is_cut_off(workdir: Path, figures: CaseFigures, worker: str) -> None:
     """Each is answered (or closed) once the server has read at most its limit plus MARGIN, and no
     worker's memory peaks more than 5 MB above where it was."""
@@ -155,7 +155,7 @@ def pipeline(port: int, count: int, max_seconds: float = 60.0) -> tuple[list[tup
     return answers, ended[0], send_error, time.monotonic() - started
 
 
-@pytest.mark.parametrize("worker", ["gthread", "gthread-t4", "sync"])
+@pytest.mark.parametrize("worker", ["gthread", "gthread-t4", "sync", "asgi"])
 def test_10000_pipelined_requests_in_one_write(workdir: Path, figures: CaseFigures, worker: str) -> None:
     """All answered in order with bounded memory; ``sync`` answers the first and closes."""
     count = 10_000
@@ -191,7 +191,7 @@ def busiest_cpu_in(server: AbuseServer, window: float = 1.0) -> float:
     return max(cpu_seconds(pid) - used for pid, used in before.items())
 
 
-@pytest.mark.parametrize("worker", ["gthread", "gthread-t4", "sync"])
+@pytest.mark.parametrize("worker", ["gthread", "gthread-t4", "sync", "asgi"])
 def test_connect_and_reset_storm_leaves_workers_idle(workdir: Path, figures: CaseFigures, worker: str) -> None:
     """2,000 connections reset with SO_LINGER 0 (a third at once, a third after half a request, a third
     after a whole one); then every worker goes idle (within a few 1 s windows) and still serves."""
@@ -235,7 +235,7 @@ def _get(port: int) -> tuple[int, bytes]:
 # -- 12. limit_request_body with Expect: 100-continue ------------------------------------------------
 
 
-@pytest.mark.parametrize("worker", ["gthread", "sync"])
+@pytest.mark.parametrize("worker", ["gthread", "sync", "asgi"])
 def test_huge_declared_body_with_expect_gets_413_without_continue(workdir: Path, figures: CaseFigures, worker: str) -> None:
     """``Content-Length: 107374182400`` (100 GiB) with ``Expect: 100-continue`` to an app that never
     reads its body, with ``--limit-request-body 1048576``: 413, no ``100 Continue``, connection closed."""

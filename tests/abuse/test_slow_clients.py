@@ -26,7 +26,7 @@ import pytest
 from abuse.clients import LoadResult, RequestLoad, Swarm, merged, ms
 from abuse.harness import AbuseServer, CaseFigures, abuse_server
 
-LOOP_WORKERS = ["gthread", "gthread-t4"]
+LOOP_WORKERS = ["gthread", "gthread-t4", "asgi"]
 KEPT_THROUGHPUT = 0.80
 ROUNDS = 6  # windows under attack, each between two windows without (CI once had two of four 20-35% low)
 WINDOW = 1.25  # seconds; a GET taking over 2 s counts as failed (the window then ends late)

@@ -50,7 +50,7 @@ def read_stream(port: int, max_seconds: float = 10.0) -> list[tuple[int, float, 
     return seen
 
 
-@pytest.mark.parametrize("worker", ["gthread", "gthread-t4", "sync"])
+@pytest.mark.parametrize("worker", ["gthread", "gthread-t4", "sync", "asgi"])
 def test_streamed_chunks_leave_when_yielded(workdir: Path, figures: CaseFigures, worker: str) -> None:
     """The app yields 4 chunks 0.3 s apart, each stamped with time.time(): each arrives within 50 ms."""
     with abuse_server(workdir, worker) as server:
@@ -81,7 +81,8 @@ def fetch_big(port: int, max_seconds: float = 30.0) -> tuple[int, int, float, st
 
 
 @pytest.mark.slow
-def test_8_mib_response_with_1500_connections_open_on_one_worker(workdir: Path, figures: CaseFigures) -> None:
+@pytest.mark.parametrize("worker", ["gthread", "asgi"])
+def test_8_mib_response_with_1500_connections_open_on_one_worker(workdir: Path, figures: CaseFigures, worker: str) -> None:
     """1,500 keep-alive connections held on one worker (each has had one GET answered), then an
     8 MiB response on a new connection arrives whole.
 
@@ -89,7 +90,7 @@ def test_8_mib_response_with_1500_connections_open_on_one_worker(workdir: Path, 
     ``--keep-alive 120`` so they stay open for the whole case. This process's descriptor limit is
     raised after the server started: the server must raise its own.
     """
-    with abuse_server(workdir, "gthread", "--worker-connections", "4000", "--keep-alive", "120", workers=1) as server, \
+    with abuse_server(workdir, worker, "--worker-connections", "4000", "--keep-alive", "120", workers=1) as server, \
             nofile_raised():
         with Swarm(server.port, 1500, opening=KEEP_ALIVE_GET, read_response=True, max_in_flight=100,
                    max_seconds=90) as swarm:
@@ -123,7 +124,8 @@ def fixed_load(port: int) -> LoadResult:
 
 
 @pytest.mark.slow
-def test_5000_idle_connections_do_not_slow_a_fixed_load(workdir: Path, figures: CaseFigures) -> None:
+@pytest.mark.parametrize("worker", ["gthread", "asgi"])
+def test_5000_idle_connections_do_not_slow_a_fixed_load(workdir: Path, figures: CaseFigures, worker: str) -> None:
     """p99 of a fixed GET load with 5,000 idle keep-alive connections open is within 20 % of its p99
     without them.
 
@@ -134,7 +136,7 @@ def test_5000_idle_connections_do_not_slow_a_fixed_load(workdir: Path, figures: 
     without them starts once the server has closed the previous 5,000 (descriptors back at baseline):
     closing them is work of its own, not part of either side.
     """
-    with abuse_server(workdir, "gthread", "--worker-connections", "10000", "--keep-alive", "120") as server, \
+    with abuse_server(workdir, worker, "--worker-connections", "10000", "--keep-alive", "120") as server, \
             nofile_raised():
         without = [fixed_load(server.port)]
         with_idle: list[LoadResult] = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 from collections.abc import Mapping
 from types import MappingProxyType, ModuleType
 from typing import Any, Callable, NamedTuple
@@ -203,3 +204,12 @@ def _call_factory(factory: Any, parsed: AppReference) -> Any:
 def _raised_here(exc: BaseException) -> bool:
     tb = exc.__traceback__
     return tb is not None and tb.tb_next is None
+
+
+def is_asgi_app(app: Any) -> bool:
+    """Whether ``app`` is an ASGI 3 application: a coroutine function, or an object whose
+    ``__call__`` is one (Starlette, FastAPI and Django's handler are such objects). A class is
+    taken as a WSGI app, as it always was (instantiating it is the call)."""
+    if inspect.isclass(app):
+        return False
+    return inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(getattr(app, "__call__", None))

@@ -18,9 +18,6 @@ _FAMILIES = {
     ),
     "the uWSGI protocol": ("protocol", "uwsgi_allow_ips"),
     "PasteDeploy": ("paste", "raw_paste_global_conf"),
-    "the ASGI worker": (
-        "asgi_loop", "asgi_lifespan", "asgi_disconnect_grace_period", "websocket_max_message_size", "root_path",
-    ),
 }
 
 DEFERRED_SETTINGS: dict[str, str] = {name: family for family, names in _FAMILIES.items() for name in names}
@@ -31,8 +28,6 @@ GUNICORN_DEFAULTS: dict[str, object] = {
     "http_protocols": "h1", "http2_cleartext": "off", "http2_max_concurrent_streams": 100,
     "http2_initial_window_size": 65535, "http2_max_frame_size": 16384, "http2_max_header_list_size": 65536,
     "protocol": "http", "uwsgi_allow_ips": "127.0.0.1,::1", "paste": None, "raw_paste_global_conf": [],
-    "asgi_loop": "auto", "asgi_lifespan": "auto", "asgi_disconnect_grace_period": 3,
-    "websocket_max_message_size": 16777216, "root_path": "",
 }
 _ABSENT = object()
 

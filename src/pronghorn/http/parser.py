@@ -227,6 +227,17 @@ class RequestParser:
         self._line_scan = 0
         self._request_line = None
 
+    def take_rest(self) -> bytes:
+        """After ``EndOfMessage`` of a request that switched protocols (a WebSocket handshake): the
+        bytes received after it, which belong to the new protocol. The parser is done."""
+        if self._state is not _DONE:
+            raise RuntimeError(f"take_rest() in state {self._state.value}")
+        self._spill()
+        rest = bytes(self._buf)
+        self._buf = bytearray()
+        self._state = _CLOSED
+        return rest
+
     # -- internals ----------------------------------------------------------
 
     def _read_body(self) -> Event:

@@ -15,7 +15,8 @@ status and headers into bytes, then frames each body piece.  It decides:
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections.abc import Iterable
+from typing import Any, Final
 
 from .dates import http_date_line
 from .errors import InvalidResponseHeader, InvalidResponseHeaderName
@@ -207,7 +208,9 @@ class ResponseFramer:
         """Body bytes (not framing) written so far."""
         return self._sent
 
-    def head(self, status_code: int, reason: str, headers: list[tuple[str, str]]) -> bytes:
+    def head(self, status_code: int, reason: str, headers: Iterable[Any]) -> bytes:
+        """The status line and header section. ``headers`` are (name, value) pairs of ``str`` (WSGI)
+        or of ``bytes`` (ASGI), validated the same way."""
         if self._head_sent:
             raise RuntimeError("response head already serialised")
         http11 = self._version >= (1, 1)
@@ -234,7 +237,10 @@ class ResponseFramer:
                 kept.append(line)
                 continue
             name, value = header
-            if not isinstance(name, str) or not isinstance(value, str):
+            if type(name) is bytes and type(value) is bytes:  # ASGI: latin-1, byte for byte
+                name = name.decode("latin-1")
+                value = value.decode("latin-1")
+            elif not isinstance(name, str) or not isinstance(value, str):
                 raise TypeError(f"header name and value must be str: {name!r}: {value!r}")
             if not is_token(name):
                 raise InvalidResponseHeaderName(f"Invalid response header name {name[:64]!r}")

@@ -33,7 +33,7 @@ from pronghorn.net.listeners import Listener, create_listeners, listeners_from_f
 from pronghorn.net import tls
 from pronghorn.workers.base import Worker
 from pronghorn.workers.connection_board import ConnectionBoard
-from pronghorn.workers.registry import resolve_worker_class, worker_class_name
+from pronghorn.workers.registry import resolve_worker_class, worker_class_label
 
 if TYPE_CHECKING:
     from pronghorn.app.base import BaseApplication
@@ -119,7 +119,7 @@ class Arbiter:
             )
         for listener in self.listeners:
             self.log.info("Listening at: %s (%s)", listener, self.pid)
-        self.log.info("Using worker: %s", worker_class_name(self.worker_class))
+        self.log.info("Using worker: %s", worker_class_label(self.cfg.worker_class, self.worker_class))
         for message in self.cfg.startup_warnings():
             self.log.warning(message)
         if self.cfg.preload_app:

@@ -17,6 +17,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from pronghorn.apps.cycle import CycleHooks, CycleSettings, Request, RequestCycle
+from pronghorn.apps.loading import is_asgi_app
 from pronghorn.apps.wsgi import Response
 from pronghorn.config import Config
 from pronghorn.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppImportError, AppModuleNotFound
@@ -135,7 +136,7 @@ class Worker:
             sys.exit(WORKER_BOOT_ERROR)
         self.load_wsgi()
         assert self.wsgi is not None
-        self.cycle = RequestCycle(self.wsgi, CycleSettings(self.cfg), self.log, self.cycle_hooks())
+        self.cycle = self.make_cycle()
         self.cfg.post_worker_init(self)
         self.booted = True
         self.tmp.mark_ready()
@@ -172,6 +173,17 @@ class Worker:
 
     def run(self) -> None:
         raise NotImplementedError
+
+    def make_cycle(self) -> RequestCycle:
+        """The request cycle of the loaded app. This worker class serves WSGI apps: an ASGI app
+        stops the server (exit status 4) with a line saying which worker serves it."""
+        assert self.wsgi is not None
+        if is_asgi_app(self.wsgi):
+            self.log.error("Failed to load the application: it is an ASGI application (an async callable), which "
+                           "the %s worker cannot serve; use the default worker class or worker_class = 'asgi'",
+                           self.__class__.__name__)
+            sys.exit(APP_LOAD_ERROR)
+        return RequestCycle(self.wsgi, CycleSettings(self.cfg), self.log, self.cycle_hooks())
 
     def cycle_hooks(self) -> CycleHooks:
         """The request cycle's hooks, bound to this worker (Gunicorn's signatures). A hook left at its

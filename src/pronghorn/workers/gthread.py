@@ -31,6 +31,7 @@ from types import FrameType
 from typing import Any
 
 from pronghorn.apps.cycle import WorkerAborted
+from pronghorn.apps.loading import is_asgi_app
 from pronghorn.workers.admission import Admission
 from pronghorn.workers.app_threads import AppThreads
 from pronghorn.workers.base import Worker
@@ -48,8 +49,9 @@ except ImportError:  # pragma: no cover - uvloop is optional
     _uvloop = None  # type: ignore[assignment]
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    if _uvloop is None:
+def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
+    """uvloop when it is installed (``kind``: ``asgi_loop``, which may ask for asyncio's own)."""
+    if _uvloop is None or kind == "asyncio":
         return asyncio.new_event_loop()
     return _uvloop.new_event_loop()
 
@@ -59,16 +61,32 @@ class ThreadWorker(Worker):
 
     proxy_header_before_tls = True  # the connection does its own TLS, after the PROXY header
 
+    asgi: Any = None  # an ``AsgiServing`` when the app is an ASGI app
+
+    def make_cycle(self) -> Any:
+        """An ASGI app (an async callable) is served on the same loop, by ``AsgiServing``."""
+        if is_asgi_app(self.wsgi):
+            from pronghorn.workers.asgi_serving import AsgiServing  # only for ASGI apps
+
+            self.asgi = AsgiServing(self)
+            return self.asgi.cycle
+        return super().make_cycle()
+
     def run(self) -> None:
-        self.prepare(new_event_loop())
+        self.prepare(new_event_loop(self.cfg.asgi_loop if self.asgi is not None else "auto"))
         asyncio.set_event_loop(self.loop)
         self.loop.set_exception_handler(self._loop_error)
         self.loop.add_reader(self.wake_fd, self._drain_wake_pipe)
-        self.admission.start()
         self.loop.call_soon(self._tick)
         try:
+            if self.asgi is not None:
+                self.asgi.start()  # lifespan startup, before the first connection
+            self.admission.start()
             self.loop.run_forever()
         finally:
+            self.left_loop = True
+            if self.asgi is not None:
+                self.asgi.stop(quick=self.stopping_since == 0.0)  # INT, QUIT: no waiting
             if self.pool is not None:
                 self.pool.shutdown()
             self.loop.close()
@@ -83,6 +101,7 @@ class ThreadWorker(Worker):
         self.pool = AppThreads(threads, "pronghorn-app", loop) if threads > 1 else None
         self.worker_loop = WorkerLoop(loop, self.cycle, self.log, self.cfg, self, self.pool, self.tls)
         self.stopping_since = 0.0
+        self.left_loop = False
         self.exit_code = 0
         self.admission = Admission(
             loop,
@@ -94,6 +113,8 @@ class ThreadWorker(Worker):
             log=self.log,
         )
         self.worker_loop.admission = self.admission
+        if self.asgi is not None:
+            self.asgi.attach(loop, self.worker_loop)
 
     # --- WorkerHooks ---
 
@@ -104,8 +125,13 @@ class ThreadWorker(Worker):
             self._stop_step(time.monotonic())
 
     def connection_closed(self) -> None:
-        if not self.alive and not self.worker_loop.connections and not self.admission.open:
-            self.loop.stop()
+        if not self.alive and self._nothing_left():
+            self._leave_loop()
+
+    def _nothing_left(self) -> bool:
+        """No connection, nothing to accept, no ASGI app call still running (background work)."""
+        return not self.worker_loop.connections and not self.admission.open and (
+            self.asgi is None or not self.asgi.cycle.running)
 
     # --- the tick: heartbeat, deadlines, shutdown ---
 
@@ -135,8 +161,12 @@ class ThreadWorker(Worker):
         for conn in list(connections):
             if conn.idle and conn.deadline > now + STOP_LINGER:
                 conn.deadline = now + STOP_LINGER
-        finished = not connections and not self.admission.open
+        finished = self._nothing_left()
         if finished or now - self.stopping_since > self.cfg.graceful_timeout:
+            self._leave_loop()
+
+    def _leave_loop(self) -> None:
+        if not self.left_loop:  # (after it, the loop runs only the ASGI app's last steps)
             self.loop.stop()
 
     def _drain_wake_pipe(self) -> None:

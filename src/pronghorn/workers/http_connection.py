@@ -26,6 +26,7 @@ from pronghorn.http import (
     ProtocolError,
     RequestHead,
     RequestParser,
+    error_response,
 )
 from pronghorn.net.listeners import Listener
 from pronghorn.net.tls import TlsStream
@@ -109,18 +110,30 @@ class HttpConnection(asyncio.Protocol):
             data = self._decrypt(tls, data)
             if tls.peer_closed:  # close_notify: the end of input, after what came with it
                 if data:
-                    self.parser.feed(data)
+                    self.received(data)
                 self._end_of_input()
                 return
             if not data:
                 return
+        self.received(data)
+
+    def received(self, data: bytes) -> None:
+        """Bytes from the client (b"": its end of input), after any PROXY header and TLS."""
         self.parser.feed(data)
         if self.busy:
             if self.parser.buffered > READ_PAUSE_BYTES and not self.reading_paused:
-                self.reading_paused = True
-                self.transport.pause_reading()  # type: ignore[union-attr]
+                self.pause_reading()
             return
         self.process()
+
+    def pause_reading(self) -> None:
+        self.reading_paused = True
+        self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume_reading(self) -> None:
+        if self.reading_paused and not self.closing:
+            self.reading_paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
 
     def eof_received(self) -> bool | None:
         tls = self.tls
@@ -141,9 +154,7 @@ class HttpConnection(asyncio.Protocol):
             if self.proxy_pending:
                 self.parser.feed(self.proxy_pending)
             self.proxy_pending = None
-        self.parser.feed(b"")
-        if not self.busy:
-            self.process()
+        self.received(b"")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -393,9 +404,7 @@ class HttpConnection(asyncio.Protocol):
         # A stopping worker still answers a request already on its way (with "Connection: close").
         keepalive = self.host.keepalive
         self.deadline = monotonic() + (keepalive if host.alive else min(keepalive, STOP_LINGER))
-        if self.reading_paused:
-            self.reading_paused = False
-            self.transport.resume_reading()
+        self.resume_reading()
         return True
 
     # --- output and closing ---
@@ -434,6 +443,21 @@ class HttpConnection(asyncio.Protocol):
             self.sink.take_over()
         if self.transport is not None:
             self.transport.abort()
+
+    def check_deadline(self, now: float, request_timeout: float) -> None:
+        """The worker's tick: act on this connection's deadline if it has passed."""
+        if self.running:
+            if request_timeout and now - self.started > request_timeout:
+                self.host.cut_short(self)
+        elif now > self.deadline:
+            if self.parked:
+                self.host.log.debug("Client %s stopped reading its response; closing", self.peer)
+                self.abort()
+                return
+            if self.head is not None and not self.busy:
+                # RFC 9110 section 15.5.9: the request was not completed in time.
+                self.write_raw(error_response(408, "Request Timeout", "The request body was not received in time."))
+            self.close()
 
     @property
     def idle(self) -> bool:

@@ -12,6 +12,7 @@ WORKER_CLASSES = {
     "sync": "pronghorn.workers.sync.SyncWorker",
     "gthread": "pronghorn.workers.gthread.ThreadWorker",
     "gevent": "pronghorn.workers.ggevent.GeventWorker",
+    "asgi": "pronghorn.workers.gasgi.AsgiWorker",
 }
 # Gunicorn's own class paths (configs name them) select the same workers.
 GUNICORN_CLASSES = {
@@ -21,7 +22,16 @@ GUNICORN_CLASSES = {
     "gunicorn.workers.ggevent.GeventPyWSGIWorker": "gevent",
     "gevent_wsgi": "gevent",
     "gevent_pywsgi": "gevent",
+    "gunicorn.workers.gasgi.ASGIWorker": "asgi",
 }
+# uvicorn's worker classes, which configs name to serve ASGI apps under Gunicorn: pronghorn's own
+# ASGI worker serves those apps (uvicorn is not needed, and not used if installed).
+UVICORN_CLASSES = (
+    "uvicorn.workers.UvicornWorker",
+    "uvicorn.workers.UvicornH11Worker",
+    "uvicorn_worker.UvicornWorker",
+    "uvicorn_worker.UvicornH11Worker",
+)
 # Worker classes pronghorn does not have, and what to use instead.
 REFUSED = {
     "eventlet": "use worker_class = 'gevent' for greenlets, or the default worker",
@@ -43,7 +53,7 @@ def resolve_worker_class(value: Any, threads: int = 1) -> type:
         name = name[len("egg:gunicorn#"):]
     if name in REFUSED:
         raise ConfigError(f"Invalid value for worker_class: {value!r} (not available in pronghorn: {REFUSED[name]})")
-    name = GUNICORN_CLASSES.get(name, name)
+    name = "asgi" if name in UVICORN_CLASSES else GUNICORN_CLASSES.get(name, name)
     if name == "sync" and threads > 1:
         name = "gthread"
     if name == "gthread" and threads > 1 and _threads_patched():
@@ -69,6 +79,14 @@ def _threads_patched() -> bool:
 
     monkey = sys.modules.get("gevent.monkey")
     return monkey is not None and bool(monkey.is_module_patched("threading"))
+
+
+def worker_class_label(value: Any, worker_class: type) -> str:
+    """How the master names the worker class at start (saying so when ours replaces uvicorn's)."""
+    name = worker_class_name(worker_class)
+    if str(value).strip() in UVICORN_CLASSES:
+        return f"{name} (worker_class {str(value).strip()} is served by pronghorn's own ASGI worker; uvicorn is not used)"
+    return name
 
 
 def worker_class_name(worker_class: type) -> str:

@@ -85,6 +85,8 @@ class WorkerLoop:
         # _offer_core's window: since when, and the loop thread's CPU time then
         self.window_started = monotonic()
         self.window_cpu = thread_time()
+        # What a new connection is: ``AsgiConnection`` when the app is an ASGI app.
+        self.connection_class: type[HttpConnection] = HttpConnection
         self.running_inline: Exchange | None = None  # the request the loop's own thread is running
         self.aborting = False  # the master aborted the worker: leave once the running request is answered
 
@@ -101,7 +103,7 @@ class WorkerLoop:
         fileno = sock.fileno()
         try:
             # (TLS is the connection's own: see ``HttpConnection.tls``.)
-            await self.loop.connect_accepted_socket(lambda: HttpConnection(self, listener, addr, fileno, claim), sock)
+            await self.loop.connect_accepted_socket(lambda: self.connection_class(self, listener, addr, fileno, claim), sock)
         except OSError:
             sock.close()
             claim.settle()
@@ -235,20 +237,9 @@ class WorkerLoop:
         if metrics is not None:  # sampled here, not counted per request: the tick is cheap
             metrics.gauges(sum(1 for conn in self.connections if conn.busy), len(self.connections))
         for conn in list(self.connections):
-            if conn.running:
-                if request_timeout and now - conn.started > request_timeout:
-                    self._cut_short(conn)
-            elif now > conn.deadline:
-                if conn.parked:
-                    self.log.debug("Client %s stopped reading its response; closing", conn.peer)
-                    conn.abort()
-                    continue
-                if conn.head is not None and not conn.busy:
-                    # RFC 9110 section 15.5.9: the request was not completed in time.
-                    conn.write_raw(error_response(408, "Request Timeout", "The request body was not received in time."))
-                conn.close()
+            conn.check_deadline(now, request_timeout)
 
-    def _cut_short(self, conn: HttpConnection) -> None:
+    def cut_short(self, conn: HttpConnection) -> None:
         """A request on a pool thread ran past ``request_timeout``: answer 504 if nothing was sent."""
         exchange = conn.exchange
         head = conn.head

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pronghorn.config.declared import debugging, hooks, mechanics, security, server, tls
+from pronghorn.config.declared import asgi, debugging, hooks, mechanics, security, server, tls
 from pronghorn.config.declared import logging as logging_settings
 from pronghorn.config.setting import SECTIONS, Setting
 
 _GROUPS: tuple[tuple[Setting, ...], ...] = (
     server.SETTINGS,
+    asgi.SETTINGS,
     debugging.SETTINGS,
     mechanics.SETTINGS,
     security.SETTINGS,

@@ -1,0 +1,70 @@
+"""What the event-loop worker does differently for an ASGI app: lifespan around the worker's life,
+``AsgiConnection`` for its connections, and the app calls still running when it stops.
+
+``ThreadWorker`` makes one when the loaded app is an ASGI app (``-k asgi``, or detected); the
+process model, signals, admission, deadlines and the tick stay the worker's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+from pronghorn.apps.asgi import AsgiCycle
+from pronghorn.apps.cycle import CycleSettings
+from pronghorn.apps.lifespan import Lifespan, LifespanFailed
+from pronghorn.errors import WORKER_BOOT_ERROR
+from pronghorn.workers.asgi_connection import AsgiConnection
+
+QUICK_STOP = 1.0  # seconds the app calls and lifespan shutdown get on INT/QUIT
+
+
+class AsgiServing:
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+        cfg = worker.cfg
+        self.cycle = AsgiCycle(worker.wsgi, CycleSettings(cfg), worker.log, worker.cycle_hooks(), cfg)
+        self.lifespan: Lifespan | None = None
+        worker.log.info("Serving an ASGI application (an async callable) on the %s event loop",
+                        "asyncio" if cfg.asgi_loop == "asyncio" else "default")
+
+    def attach(self, loop: asyncio.AbstractEventLoop, worker_loop: Any) -> None:
+        self.cycle.loop = loop
+        worker_loop.connection_class = AsgiConnection
+
+    def start(self) -> None:
+        """The app's lifespan startup; a fatal failure ends the worker with status 3 (the master halts)."""
+        worker = self.worker
+        lifespan = self.lifespan = Lifespan(worker.wsgi, worker.cfg.asgi_lifespan, worker.log, worker.loop)
+        try:
+            worker.loop.run_until_complete(lifespan.startup())
+        except LifespanFailed as exc:
+            worker.log.error("%s", exc)
+            sys.exit(WORKER_BOOT_ERROR)
+        except RuntimeError:  # the loop was stopped: the worker was told to stop during startup
+            sys.exit(0)
+        if lifespan.supported:
+            self.cycle.state = lifespan.state
+
+    def stop(self, quick: bool) -> None:
+        """After the loop: cancel app calls still running, then the lifespan shutdown."""
+        worker = self.worker
+        loop = worker.loop
+        limit = QUICK_STOP if quick else max(QUICK_STOP, worker.cfg.graceful_timeout)
+        started = time.monotonic()
+        try:
+            running = list(self.cycle.running)
+            for task in running:
+                task.cancel()
+            if running:
+                loop.run_until_complete(asyncio.wait(running, timeout=QUICK_STOP))
+            lifespan = self.lifespan
+            if lifespan is not None:
+                loop.run_until_complete(lifespan.shutdown(limit - (time.monotonic() - started)))
+                if lifespan.task is not None and not lifespan.task.done():
+                    lifespan.task.cancel()
+                    loop.run_until_complete(asyncio.wait([lifespan.task], timeout=QUICK_STOP))
+        except RuntimeError:  # the loop was stopped again (a second INT): leave as it is
+            pass
