@@ -11,6 +11,7 @@ pronghorn all load it the same way (``apps:app`` with ``bench/`` on ``PYTHONPATH
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -54,3 +55,35 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         return [b"not found"]
     start_response("200 OK", [*_TEXT, ("Content-Length", str(len(body)))])
     return [body]
+
+
+_ASGI_TEXT = [(b"content-type", b"text/plain"), (b"content-length", str(len(HELLO)).encode())]
+_ASGI_BINARY = [(b"content-type", b"application/octet-stream"), (b"content-length", str(len(BIG)).encode())]
+
+
+async def asgi_app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    """The same routes as an ASGI 3 app (``apps:asgi_app``), for the ASGI workloads."""
+    if scope["type"] != "http":  # lifespan: not supported here, as in most hello-world apps
+        return
+    path = scope["path"]
+    headers = _ASGI_TEXT
+    body = HELLO
+    if path == "/sleep":
+        await asyncio.sleep(SLEEP_SECONDS)
+    elif path == "/big":
+        headers, body = _ASGI_BINARY, BIG
+    elif path == "/upload":
+        received = 0
+        more = True
+        while more:
+            message = await receive()
+            received += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = str(received).encode("ascii")
+        headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    elif path != "/":
+        await send({"type": "http.response.start", "status": 404, "headers": [(b"content-length", b"9")]})
+        await send({"type": "http.response.body", "body": b"not found"})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -45,3 +45,9 @@ class HaltServer(Exception):
 # Worker exit codes the master understands (same numbers as Gunicorn).
 WORKER_BOOT_ERROR = 3
 APP_LOAD_ERROR = 4
+
+
+class ClientGone(OSError):
+    """An ASGI app's ``send`` on a connection whose client went away (the ASGI spec asks for a
+    server-specific ``OSError``). Here, not in the compiled ``apps.asgi``: compiled classes cannot
+    derive from ``OSError``."""

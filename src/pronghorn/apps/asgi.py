@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from http import HTTPStatus
 from time import monotonic
@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from pronghorn.apps.cycle import EMPTY_INPUT, ClientConnection, Request, RequestCycle
 from pronghorn.apps.environ import build_environ, unquote_to_bytes
 from pronghorn.apps.wsgi import COALESCE_LIMIT
+from pronghorn.errors import ClientGone
 from pronghorn.http import CONTINUE_RESPONSE, RequestHead, ResponseFramer, error_response
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
@@ -41,10 +42,6 @@ _REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 def reason_phrase(status: int) -> str:
     return _REASONS.get(status, "")
-
-
-class ClientGone(OSError):
-    """``send`` on a connection whose client went away (ASGI: a server-specific ``OSError``)."""
 
 
 class Channel(Protocol):
@@ -96,9 +93,11 @@ class AsgiCycle(RequestCycle):
             "query_string": head.query,
             "root_path": root_path,
             "headers": [(name.lower(), value) for name, value in head.headers],
-            "client": _client_address(client),
-            "server": _server_address(client),
         }
+        addresses = client.addresses
+        if addresses is None:  # once per connection
+            addresses = client.addresses = (_client_address(client), _server_address(client))
+        scope["client"], scope["server"] = addresses
         if kind == "http":
             scope["method"] = head.method.decode("ascii")
         if self.state is not None:
@@ -132,15 +131,18 @@ class AsgiCycle(RequestCycle):
             return proxy_scheme or client.url_scheme, forwarded
         return client.url_scheme, None
 
-    def run_app(self, call: Awaitable[None]) -> asyncio.Task[None]:
+    def run_app(self, call: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task for an app call, in ``running`` until the call ends (it removes itself: a done
+        callback would cost a pass of the loop per request)."""
         assert self.loop is not None
-        task = self.loop.create_task(call)  # type: ignore[arg-type]
+        task: asyncio.Task[None] = self.loop.create_task(call)
         self.running.add(task)
-        task.add_done_callback(self.running.discard)
         return task
 
     def logged(self, exchange: HttpExchange) -> None:
         """The access log, metrics and ``post_request`` of a finished response."""
+        if not self.timed:  # nothing to log or count
+            return
         took = monotonic() - exchange.started
         if self.metrics is not None:
             self.metrics.request(exchange.head.method, exchange.status_code, took)
@@ -186,7 +188,7 @@ class HttpExchange:
         self.scope = scope
         self.req: Request | None = None
         self.environ: dict[str, Any] | None = None
-        self.started = monotonic()
+        self.started = monotonic() if cycle.timed else 0.0
         self.chunks: deque[bytes] = deque()
         self.queued = 0  # body bytes received and not yet handed to the app
         self.body_complete = not head.has_body
@@ -248,7 +250,7 @@ class HttpExchange:
             if self.timed_out:
                 self._fail(504, "Gateway Timeout", f"Request timed out after {self.timed_out:g}s")
             elif not self.complete and not self.disconnected:
-                self.channel.abort()
+                self.channel.abort()  # the worker is stopping
             raise
         except ClientGone:
             pass
@@ -261,6 +263,9 @@ class HttpExchange:
                 self.cycle.log.error("ASGI app returned without %s the response: %s %s", what,
                                      self.scope.get("method"), self.scope["path"])
                 self._fail(500, "Internal Server Error", None)
+        finally:
+            if self.task is not None:
+                self.cycle.running.discard(self.task)
 
     def _fail(self, status: int, reason: str, why: str | None) -> None:
         """The app's call failed: answer ``status`` if the response has not started, else abort."""

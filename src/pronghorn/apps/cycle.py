@@ -66,7 +66,7 @@ class Request:
 class ClientConnection:
     """One client connection as the request cycle sees it (the same for all its requests)."""
 
-    __slots__ = ("peer", "remote", "trusted", "limits", "url_scheme", "environ")
+    __slots__ = ("peer", "remote", "trusted", "limits", "url_scheme", "environ", "addresses")
 
     def __init__(
         self,
@@ -83,6 +83,7 @@ class ClientConnection:
         self.limits = limits  # for this connection's parser
         self.url_scheme = url_scheme
         self.environ = environ  # the entries every request's environ starts from (shared by a listener's connections)
+        self.addresses: tuple[Any, Any] | None = None  # an ASGI scope's "client" and "server", once worked out
 
 
 class CycleSettings:

@@ -19,7 +19,8 @@ import hashlib
 from collections import deque
 from typing import Any
 
-from pronghorn.apps.asgi import AsgiCycle, Channel, ClientGone, Message, reason_phrase
+from pronghorn.apps.asgi import AsgiCycle, Channel, Message, reason_phrase
+from pronghorn.errors import ClientGone
 from pronghorn.apps.cycle import ClientConnection
 from pronghorn.http import RequestHead, ResponseFramer, error_response, is_token, is_valid_field_value
 
@@ -48,6 +49,8 @@ def _tokens(head: RequestHead, name: bytes) -> list[bytes]:
 
 def is_upgrade(head: RequestHead) -> bool:
     """Whether the request asks for a WebSocket (Upgrade: websocket, Connection: upgrade)."""
+    if head.get(b"UPGRADE") is None:  # nearly every request: one pass over the names
+        return False
     return b"websocket" in _tokens(head, b"UPGRADE") and b"upgrade" in _tokens(head, b"CONNECTION")
 
 
@@ -210,6 +213,9 @@ class WebSocketSession:
             if self.state == CONNECTING and self.denial is None:
                 self.cycle.log.info("WebSocket app for %s returned without accepting: 403", self.scope["path"])
             self._end_call(1000, 403)
+        finally:
+            if self.task is not None:
+                self.cycle.running.discard(self.task)
 
     def _end_call(self, code: int, status: int | None) -> None:
         """The app's call ended: refuse a handshake it left open, close a connection it left open."""
@@ -265,7 +271,7 @@ class WebSocketSession:
             if text is not None:
                 self.protocol.send_text(text.encode("utf-8"))
             else:
-                self.protocol.send_binary(bytes(data))
+                self.protocol.send_binary(bytes(data or b""))
             self._write_out()
             waiter = self.channel.writable()
             if waiter is not None:

@@ -16,8 +16,9 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from pronghorn.apps import websocket
-from pronghorn.apps.asgi import BODY_HIGH_WATER, ClientGone, HttpExchange
+from pronghorn.apps.asgi import BODY_HIGH_WATER, HttpExchange
 from pronghorn.apps.wsgi import ClientDisconnected
+from pronghorn.errors import ClientGone
 from pronghorn.http import CONNECTION_CLOSED, NEED_DATA, BodyData, EndOfMessage, ProtocolError, RequestHead, error_response
 from pronghorn.net.listeners import Listener
 from pronghorn.workers.admission import SETTLED, FreshClaim
@@ -77,8 +78,8 @@ class AsgiConnection(HttpConnection):
             if event is NEED_DATA:
                 return
             if type(event) is RequestHead:
-                self.head = event  # type: ignore[assignment]
-                self.start(event)  # type: ignore[arg-type]
+                self.head = event
+                self.start(event)
             elif event is CONNECTION_CLOSED:
                 self.close()
                 return
@@ -87,7 +88,8 @@ class AsgiConnection(HttpConnection):
         host = self.host
         cycle = self.asgi_cycle
         self.claim.settle()
-        if websocket.available() and websocket.is_upgrade(head):
+        # (the Upgrade field first: almost no request has one, and websocket.py is not compiled)
+        if head.get(b"UPGRADE") is not None and websocket.available() and websocket.is_upgrade(head):
             self.start_websocket(head)
             return
         try:
@@ -119,7 +121,7 @@ class AsgiConnection(HttpConnection):
             if event is NEED_DATA:
                 return
             if type(event) is BodyData:
-                exchange.feed_body(event.data)  # type: ignore[union-attr]
+                exchange.feed_body(event.data)
                 if self.deadline != FOREVER:
                     self.deadline = monotonic() + self.host.header_timeout
             elif type(event) is EndOfMessage:

@@ -38,6 +38,12 @@ from pronghorn.workers.base import Worker
 from pronghorn.workers.http_connection import STOP_LINGER
 from pronghorn.workers.worker_loop import WorkerLoop
 
+try:
+    from mypy_extensions import mypyc_attr
+except ImportError:  # only the build needs it: without it the decorator does nothing
+    def mypyc_attr(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+        return lambda cls: cls
+
 TICK = 0.5  # seconds between deadline checks: a deadline is enforced at most this late
 
 # Imported with this module, i.e. in the master before it forks (the master resolves the worker
@@ -56,12 +62,21 @@ def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
     return _uvloop.new_event_loop()
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # AsgiWorker, and worker classes of users' own
 class ThreadWorker(Worker):
     """Gunicorn's ``gthread`` name, on an event loop; ``WorkerLoop`` is what its connections see."""
 
     proxy_header_before_tls = True  # the connection does its own TLS, after the PROXY header
 
     asgi: Any = None  # an ``AsgiServing`` when the app is an ASGI app
+    # Made in the child by ``prepare``:
+    loop: asyncio.AbstractEventLoop
+    pool: AppThreads | None
+    worker_loop: WorkerLoop
+    admission: Admission
+    stopping_since: float
+    left_loop: bool
+    exit_code: int
 
     def make_cycle(self) -> Any:
         """An ASGI app (an async callable) is served on the same loop, by ``AsgiServing``."""
