@@ -110,12 +110,12 @@ class WebSocketSession:
 
     def feed(self, data: bytes) -> None:
         """Bytes from the client (b"": the end of its stream)."""
-        if self.state == CLOSED:
-            return
         protocol = self.protocol
         if protocol is None:  # not accepted yet: kept for the protocol (bounded by pausing)
             if not data:
                 self._closed(1006, "")
+                return
+            if self.state == CLOSED:
                 return
             self.early += data
             if len(self.early) > MESSAGES_HIGH_WATER:
@@ -167,6 +167,7 @@ class WebSocketSession:
             received, sent = protocol.close_rcvd, protocol.close_sent
             close = received if received is not None else sent
             self._closed(close.code if close is not None else 1006, close.reason if close is not None else "")
+            self.channel.expect_close()  # type: ignore[attr-defined]
         elif self.queued > MESSAGES_HIGH_WATER:
             self.channel.pause_reading()  # type: ignore[attr-defined]
         self._wake()
@@ -229,6 +230,7 @@ class WebSocketSession:
             self.protocol.send_close(code)
             self._write_out()
             self._closed(code, "")
+            self.channel.expect_close()  # type: ignore[attr-defined]
 
     def _refuse(self, status: int) -> None:
         try:
@@ -290,6 +292,7 @@ class WebSocketSession:
                 self.protocol.send_close(int(message.get("code") or 1000), message.get("reason") or "")
                 self._write_out()
                 self._closed(int(message.get("code") or 1000), message.get("reason") or "")
+                self.channel.expect_close()  # type: ignore[attr-defined]
         elif kind == "websocket.http.response.start":
             if self.state != CONNECTING or self.denial is not None:
                 raise RuntimeError("websocket.http.response.start is only allowed before websocket.accept")

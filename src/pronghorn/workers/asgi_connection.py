@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from pronghorn.workers.worker_loop import WorkerLoop
 
 FOREVER = float("inf")
+CLOSE_TIMEOUT = 10.0  # seconds a WebSocket client gets to answer our close frame and close
 
 
 class AsgiConnection(HttpConnection):
@@ -57,7 +58,12 @@ class AsgiConnection(HttpConnection):
         self.parser.feed(data)
         exchange = self.exchange_asgi
         if exchange is not None:
-            if not exchange.body_complete:
+            if not data and exchange.body_complete:
+                # The end of the client's stream while its response is in progress: as other ASGI
+                # servers do, the client is gone (http.disconnect), not half-closed and waiting.
+                exchange.client_gone()
+                self.close()
+            elif not exchange.body_complete:
                 self.pump_body(exchange)
             elif self.parser.buffered > READ_PAUSE_BYTES and not self.reading_paused:
                 self.pause_reading()  # pipelined requests wait for this response
@@ -251,5 +257,11 @@ class AsgiConnection(HttpConnection):
                 self.write_raw(error_response(408, "Request Timeout", "The request body was not received in time."))
             exchange.client_gone()
             self.close()
-        elif self.session is None:
+        elif self.session is not None:  # its closing handshake was not answered in time
+            self.abort()
+        else:
             super().check_deadline(now, request_timeout)
+
+    def expect_close(self) -> None:
+        """A WebSocket's closing handshake started: the client has ``CLOSE_TIMEOUT`` to finish it."""
+        self.deadline = min(self.deadline, monotonic() + CLOSE_TIMEOUT)
