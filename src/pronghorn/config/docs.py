@@ -47,7 +47,7 @@ command-line option, not a setting.
 Some settings are marked "Not available yet": the feature behind them has not landed. Left at \
 their default they change nothing; set to anything else they stop start-up (and `--check-config`) \
 with one line naming the setting, so that no configuration is served as if they applied. \
-Gunicorn's HTTP/2, ASGI, uWSGI, PasteDeploy, dirty-arbiter and control-socket settings are not \
+Gunicorn's HTTP/2, uWSGI, PasteDeploy, dirty-arbiter and control-socket settings are not \
 declared yet: a config file that gives one of them a value other than Gunicorn's default stops \
 start-up the same way. A setting marked "Deprecated" is accepted and ignored, as Gunicorn does, \
 with a warning at start-up.

@@ -53,6 +53,10 @@ GUNICORN_DEFAULTS: dict[str, Any] = {
     "timeout": 30,
     "graceful_timeout": 30,
     "keepalive": 2,
+    "asgi_loop": "auto",
+    "asgi_lifespan": "auto",
+    "asgi_disconnect_grace_period": 3,
+    "websocket_max_message_size": 16777216,
     "http_parser": "auto",
     # Security
     "limit_request_line": 4094,
@@ -91,6 +95,7 @@ GUNICORN_DEFAULTS: dict[str, Any] = {
     "casefold_http_method": False,
     "forwarder_headers": "SCRIPT_NAME,PATH_INFO",
     "header_map": "drop",
+    "root_path": "",
     # Logging
     "accesslog": None,
     "disable_redirect_access_to_syslog": False,
@@ -157,7 +162,6 @@ PENDING = frozenset({"http_parser"})
 DEFERRED_PREFIXES = ("dirty_", "control_socket", "http2_")
 DEFERRED_NAMES = frozenset({
     "on_dirty_starting", "http_protocols", "protocol", "uwsgi_allow_ips", "paste", "raw_paste_global_conf",
-    "asgi_loop", "asgi_lifespan", "asgi_disconnect_grace_period", "websocket_max_message_size", "root_path",
 })
 
 

@@ -1,9 +1,23 @@
-"""Settings of ASGI applications: the event loop, lifespan, disconnects, mount prefix, WebSockets."""
+"""Settings of ASGI applications: the event loop, lifespan, disconnects, WebSockets (``root_path``,
+a "Server Mechanics" setting, is declared with the other request-shaping ones in ``security``)."""
 
 from __future__ import annotations
 
+import importlib.util
+from typing import Any
+
 from pronghorn.config import validators
 from pronghorn.config.setting import Setting
+
+_LOOP_CHOICE = validators.choice("auto", "asyncio", "uvloop")
+
+
+def event_loop(value: Any) -> str:
+    """``asgi_loop``: a choice, and ``uvloop`` only where it is installed."""
+    loop = _LOOP_CHOICE(value)
+    if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise ValueError("uvloop is not installed (pip install uvloop), or use auto or asyncio")
+    return loop
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -11,7 +25,7 @@ SETTINGS: tuple[Setting, ...] = (
         section="Worker Processes",
         cli=("--asgi-loop",),
         meta="STRING",
-        validator=validators.choice("auto", "asyncio", "uvloop"),
+        validator=event_loop,
         default="auto",
         desc="The event loop of ASGI workers: auto (uvloop when installed), asyncio or uvloop.",
         details=(
@@ -59,20 +73,6 @@ SETTINGS: tuple[Setting, ...] = (
         details=(
             "A larger frame, or a fragmented message that grows past it, closes the connection with "
             "status 1009 (message too big) without buffering the rest.",
-        ),
-    ),
-    Setting(
-        name="root_path",
-        section="Server Mechanics",
-        cli=("--root-path",),
-        meta="STRING",
-        validator=validators.string,
-        default="",
-        desc="The path an ASGI app is mounted under behind a proxy (the scope's root_path).",
-        details=(
-            "Given as `/api`, a request the proxy forwards as `/users` reaches the app with path "
-            "`/api/users` and root_path `/api`, as ASGI frameworks expect. WSGI apps take the same "
-            "from `SCRIPT_NAME`.",
         ),
     ),
 )

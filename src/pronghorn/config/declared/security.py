@@ -167,6 +167,20 @@ PARSING_SWITCHES = (
             "still count toward the limits), `refuse` answers 400, and `dangerous` keeps them.",
         ),
     ),
+    Setting(
+        name="root_path",
+        section="Server Mechanics",
+        cli=("--root-path",),
+        meta="STRING",
+        validator=validators.string,
+        default="",
+        desc="The path an ASGI app is mounted under behind a proxy (the scope's root_path).",
+        details=(
+            "Given as `/api`, a request the proxy forwards as `/users` reaches the app with path "
+            "`/api/users` and root_path `/api`, as ASGI frameworks expect. WSGI apps take the same "
+            "from `SCRIPT_NAME`.",
+        ),
+    ),
 )
 
 SETTINGS: tuple[Setting, ...] = PARSER_CHOICE + REQUEST_LIMITS + PARSING_SWITCHES
