@@ -8,6 +8,7 @@ import contextlib
 import http.client
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -616,3 +617,18 @@ def test_many_websockets_in_one_worker(project: Path) -> None:
 
 if sys.platform != "linux":  # /proc
     pytestmark = pytest.mark.skip("reads /proc")
+
+
+def test_a_stopping_worker_closes_websockets_with_1012(project: Path) -> None:
+    with serve(project, "-w", "1", "--graceful-timeout", "20") as (port, server):
+        with ws_connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            ws.send("before")
+            assert ws.recv(timeout=5) == "before"
+            started = time.monotonic()
+            server.signal(signal.SIGTERM)
+            with pytest.raises(websockets.ConnectionClosed):
+                ws.recv(timeout=5)
+            assert ws.close_code == 1012
+        assert server.wait(10) == 0
+        assert time.monotonic() - started < 5  # not held until graceful_timeout
+        assert _wait_for_file(project / "ws-closed-1012", 1)

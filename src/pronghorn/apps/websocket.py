@@ -226,10 +226,16 @@ class WebSocketSession:
             else:
                 self.channel.abort()
             self.state = CLOSED
-        elif self.state == OPEN:
-            self.protocol.send_close(code)
+        else:
+            self.server_close(code)
+
+    def server_close(self, code: int, reason: str = "") -> None:
+        """Close an open WebSocket from the server's side (its app ended, or the worker is stopping);
+        the app gets ``websocket.disconnect`` with ``code``."""
+        if self.state == OPEN:
+            self.protocol.send_close(code, reason)
             self._write_out()
-            self._closed(code, "")
+            self._closed(code, reason)
             self.channel.expect_close()  # type: ignore[attr-defined]
 
     def _refuse(self, status: int) -> None:
@@ -288,11 +294,8 @@ class WebSocketSession:
                     raise RuntimeError("ASGI app sent websocket.close during its HTTP response")
                 self.state = CLOSED
                 self._refuse(403)
-            elif self.state == OPEN:
-                self.protocol.send_close(int(message.get("code") or 1000), message.get("reason") or "")
-                self._write_out()
-                self._closed(int(message.get("code") or 1000), message.get("reason") or "")
-                self.channel.expect_close()  # type: ignore[attr-defined]
+            else:
+                self.server_close(int(message.get("code") or 1000), message.get("reason") or "")
         elif kind == "websocket.http.response.start":
             if self.state != CONNECTING or self.denial is not None:
                 raise RuntimeError("websocket.http.response.start is only allowed before websocket.accept")

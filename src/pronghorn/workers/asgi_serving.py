@@ -48,6 +48,14 @@ class AsgiServing:
         if lifespan.supported:
             self.cycle.state = lifespan.state
 
+    def going_away(self, connections: Any) -> None:
+        """The worker is stopping: WebSockets are closed with 1012 (service restart), so that their
+        clients reconnect to a sibling or the next worker instead of being cut at the end."""
+        for conn in list(connections):
+            session = getattr(conn, "session", None)
+            if session is not None:
+                session.server_close(1012)
+
     def stop(self, quick: bool) -> None:
         """After the loop: cancel app calls still running, then the lifespan shutdown."""
         worker = self.worker

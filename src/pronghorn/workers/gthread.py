@@ -169,6 +169,8 @@ class ThreadWorker(Worker):
             self.admission.stop()
             if self.draining:
                 self.admission.take_backlog()
+            if self.asgi is not None:
+                self.asgi.going_away(self.worker_loop.connections)
         # Idle keep-alive connections are not cut at once: a request already on its way would be
         # lost. Each is answered with "Connection: close" if a request comes, or closed when its
         # keep-alive deadline passes (at most ``keepalive`` seconds).

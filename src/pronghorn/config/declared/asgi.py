@@ -14,7 +14,7 @@ _LOOP_CHOICE = validators.choice("auto", "asyncio", "uvloop")
 
 def event_loop(value: Any) -> str:
     """``asgi_loop``: a choice, and ``uvloop`` only where it is installed."""
-    loop = _LOOP_CHOICE(value)
+    loop: str = _LOOP_CHOICE(value)
     if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
         raise ValueError("uvloop is not installed (pip install uvloop), or use auto or asyncio")
     return loop
