@@ -88,12 +88,14 @@ async def index(request: Request) -> dict[str, object]:
 
 @app.post("/items", status_code=201)
 async def create_item(item: Item, request: Request) -> StoredItem:
-    return request.state.store.add(item)
+    store: Store = request.state.store
+    return store.add(item)
 
 
 @app.get("/items/{item_id}")
 async def read_item(item_id: int, request: Request) -> StoredItem:
-    item = request.state.store.items.get(item_id)
+    store: Store = request.state.store
+    item = store.items.get(item_id)
     if item is None:
         raise HTTPException(status_code=404, detail="no such item")
     return item

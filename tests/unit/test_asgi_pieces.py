@@ -245,3 +245,31 @@ def test_a_streamed_response_is_chunked() -> None:
         assert wire.split(b"\r\n\r\n", 1)[1] == b"3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n"
 
     asyncio.run(run())
+
+
+def test_a_cancelled_receive_leaves_the_others_waiting() -> None:
+    async def run() -> None:
+        exchange, _ = _exchange(asyncio.get_running_loop(), b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n")
+        other = asyncio.ensure_future(exchange.receive())
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(exchange.receive(), 0.05)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(exchange.receive(), 0.05)
+        assert not other.done()
+        exchange.feed_body(b"abc")
+        exchange.end_body()
+        assert (await other)["body"] == b"abc"
+        assert exchange.waiters == []
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(("path", "expected"), [("/users", "/api/users"), ("/api/users", "/api/users"),
+                                                 ("/api", "/api"), ("/apix", "/api/apix")])
+def test_root_path_prefixes_a_path_once(path: str, expected: str) -> None:
+    config = Config()
+    config.set("root_path", "/api")
+    cycle = AsgiCycle(_asgi, CycleSettings(config), _Log(), CycleHooks(), config)
+    client = cycle.connection(("127.0.0.1", 5000), ("127.0.0.1", 8000))
+    scope = cycle.scope("http", _head(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode()), client, "http", None)
+    assert (scope["path"], scope["root_path"]) == (expected, "/api")

@@ -74,6 +74,14 @@ class AsgiCycle(RequestCycle):
         self.state: dict[str, Any] | None = None  # the lifespan state, once startup ran
         self.loop: asyncio.AbstractEventLoop | None = None  # set by the worker in the child
         self.running: set[asyncio.Task[None]] = set()  # app calls in progress (kept referenced)
+        self.warned_websockets = False
+
+    def without_websockets(self) -> None:
+        """A WebSocket handshake, without the websockets package: the app gets it as plain HTTP."""
+        if not self.warned_websockets:
+            self.warned_websockets = True
+            self.log.warning("A WebSocket handshake reached the app as a plain HTTP request: WebSockets need "
+                             "the websockets package (pip install 'pronghorn[websockets]')")
 
     def scope(self, kind: str, head: RequestHead, client: ClientConnection, url_scheme: str,
               forwarded: dict[str, str] | None) -> dict[str, Any]:
@@ -88,7 +96,7 @@ class AsgiCycle(RequestCycle):
             "asgi": ASGI_VERSION,
             "http_version": "1.1" if version == (1, 1) else f"{version[0]}.{version[1]}",
             "scheme": url_scheme,
-            "path": root_path + path if root_path and not path.startswith(root_path + "/") else path,
+            "path": root_path + path if root_path and not _under(path, root_path) else path,
             "raw_path": head.path,
             "query_string": head.query,
             "root_path": root_path,
@@ -155,6 +163,32 @@ class AsgiCycle(RequestCycle):
                 self.post_request(req, environ, exchange)  # type: ignore[arg-type]
 
 
+async def wait_for_wake(waiters: list[asyncio.Future[None]], loop: asyncio.AbstractEventLoop) -> None:
+    """Wait until ``wake_all(waiters)``. Each caller waits on a future of its own: an app that
+    cancels one ``receive`` (``asyncio.wait_for``) must not cancel another one, or the next."""
+    waiter = loop.create_future()
+    waiters.append(waiter)
+    try:
+        await waiter
+    except asyncio.CancelledError:
+        if waiter in waiters:
+            waiters.remove(waiter)
+        raise
+
+
+def wake_all(waiters: list[asyncio.Future[None]]) -> None:
+    pending = waiters[:]
+    waiters.clear()
+    for waiter in pending:
+        if not waiter.done():
+            waiter.set_result(None)
+
+
+def _under(path: str, root_path: str) -> bool:
+    """Whether ``path`` already starts with the mount prefix (a proxy that did not strip it)."""
+    return path == root_path or path.startswith(root_path + "/")
+
+
 def _client_address(client: ClientConnection) -> tuple[str, int] | None:
     host, port = client.remote
     return (host, int(port)) if port is not None and host else None
@@ -174,7 +208,7 @@ class HttpExchange:
 
     __slots__ = (
         "cycle", "head", "client", "channel", "framer", "scope", "task", "req", "environ", "started",
-        "chunks", "queued", "body_complete", "body_delivered", "disconnected", "waiter", "continue_due",
+        "chunks", "queued", "body_complete", "body_delivered", "disconnected", "waiters", "continue_due",
         "status_code", "status", "headers", "head_bytes", "complete", "timed_out",
     )
 
@@ -194,7 +228,7 @@ class HttpExchange:
         self.body_complete = not head.has_body
         self.body_delivered = False  # the app was given the body's end (more_body False)
         self.disconnected = False
-        self.waiter: asyncio.Future[None] | None = None  # receive() waiting for body or disconnect
+        self.waiters: list[asyncio.Future[None]] = []  # receive() calls waiting for body or disconnect
         self.continue_due = head.expect_continue  # 100 Continue when the app first asks for the body
         self.status_code = 0
         self.status: str | None = None  # "200 OK", as the access log reads it
@@ -235,11 +269,8 @@ class HttpExchange:
             self.task.cancel()
 
     def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        if self.waiters:
+            wake_all(self.waiters)
 
     # --- the app's side ---
 
@@ -255,8 +286,12 @@ class HttpExchange:
         except ClientGone:
             pass
         except Exception:
-            self.cycle.log.exception("Error handling request %s %s", self.scope.get("method"), self.scope["path"])
-            self._fail(500, "Internal Server Error", None)
+            if self.disconnected:  # what the app made of a send() to a client that left: not an error here
+                self.cycle.log.debug("ASGI app ended with an exception after its client left: %s %s",
+                                     self.scope.get("method"), self.scope["path"], exc_info=True)
+            else:
+                self.cycle.log.exception("Error handling request %s %s", self.scope.get("method"), self.scope["path"])
+                self._fail(500, "Internal Server Error", None)
         else:
             if not self.complete and not self.disconnected:
                 what = "completing" if self.status is not None else "starting"
@@ -309,12 +344,12 @@ class HttpExchange:
                 self.channel.body_wanted()
             elif self.complete:
                 return DISCONNECT
-            waiter = self.waiter
-            if waiter is None:
-                loop = self.cycle.loop
-                assert loop is not None
-                waiter = self.waiter = loop.create_future()
-            await waiter
+            await self._wait()
+
+    async def _wait(self) -> None:
+        loop = self.cycle.loop
+        assert loop is not None
+        await wait_for_wake(self.waiters, loop)
 
     async def send(self, message: Message) -> None:
         kind = message["type"]

@@ -19,7 +19,7 @@ import hashlib
 from collections import deque
 from typing import Any
 
-from pronghorn.apps.asgi import AsgiCycle, Channel, Message, reason_phrase
+from pronghorn.apps.asgi import AsgiCycle, Channel, Message, reason_phrase, wait_for_wake, wake_all
 from pronghorn.errors import ClientGone
 from pronghorn.apps.cycle import ClientConnection
 from pronghorn.http import RequestHead, ResponseFramer, error_response, is_token, is_valid_field_value
@@ -90,14 +90,14 @@ class WebSocketSession:
         self.state = CONNECTING
         self.protocol: Any = None
         self.early = bytearray()  # bytes received before the app accepted
-        self.messages: deque[Message] = deque()
+        self.messages: deque[tuple[Message, int]] = deque()  # with each one's size on the wire
         self.queued = 0
         self.fragments: list[bytes] = []
         self.fragment_opcode: Any = None
         self.connect_delivered = False
         self.close_code = 1006
         self.close_reason = ""
-        self.waiter: asyncio.Future[None] | None = None
+        self.waiters: list[asyncio.Future[None]] = []
         self.denial: ResponseFramer | None = None  # the app answers the handshake with an HTTP response
         self.denial_headers = False
         self.task: asyncio.Task[None] | None = None
@@ -160,7 +160,7 @@ class WebSocketSession:
                         break
                 else:
                     message = {"type": "websocket.receive", "bytes": data}
-                self.messages.append(message)
+                self.messages.append((message, len(data)))
                 self.queued += len(data)
         self._write_out()
         if protocol.state is State.CLOSING or protocol.state is State.CLOSED:
@@ -170,7 +170,7 @@ class WebSocketSession:
             self.channel.expect_close()  # type: ignore[attr-defined]
         elif self.queued > MESSAGES_HIGH_WATER:
             self.channel.pause_reading()  # type: ignore[attr-defined]
-        self._wake()
+        wake_all(self.waiters)
 
     def _write_out(self) -> None:
         """Send what the protocol produced; its end-of-stream marker (b"") closes the connection."""
@@ -180,22 +180,16 @@ class WebSocketSession:
                     self.channel.send_response(data, False)
                 except ClientGone:
                     return
-            else:
-                self.channel.close()  # type: ignore[attr-defined]
+            else:  # our side is done: half-close, and the client closes (or CLOSE_TIMEOUT aborts)
+                self.channel.half_close()  # type: ignore[attr-defined]
 
     def _closed(self, code: int, reason: str) -> None:
         if self.state != CLOSED:
             self.state = CLOSED
             self.close_code = code
             self.close_reason = reason
-        self._wake()
+        wake_all(self.waiters)
 
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
 
     # --- the app's side ---
 
@@ -252,19 +246,16 @@ class WebSocketSession:
                 return {"type": "websocket.connect"}
             messages = self.messages
             if messages:
-                message = messages.popleft()
-                self.queued -= len(message.get("bytes") or message.get("text") or "")
+                message, size = messages.popleft()
+                self.queued -= size
                 if self.queued < MESSAGES_HIGH_WATER // 2 and self.state == OPEN:
                     self.channel.body_wanted()
                 return message
             if self.state == CLOSED:
                 return {"type": "websocket.disconnect", "code": self.close_code, "reason": self.close_reason}
-            waiter = self.waiter
-            if waiter is None:
-                loop = self.cycle.loop
-                assert loop is not None
-                waiter = self.waiter = loop.create_future()
-            await waiter
+            loop = self.cycle.loop
+            assert loop is not None
+            await wait_for_wake(self.waiters, loop)
 
     async def send(self, message: Message) -> None:
         kind = message["type"]

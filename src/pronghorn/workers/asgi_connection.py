@@ -54,6 +54,8 @@ class AsgiConnection(HttpConnection):
         session = self.session
         if session is not None:
             session.feed(data)
+            if not data:  # the client's end of the stream: nothing more can come
+                self.close()
             return
         self.parser.feed(data)
         exchange = self.exchange_asgi
@@ -95,9 +97,11 @@ class AsgiConnection(HttpConnection):
         cycle = self.asgi_cycle
         self.claim.settle()
         # (the Upgrade field first: almost no request has one, and websocket.py is not compiled)
-        if head.get(b"UPGRADE") is not None and websocket.available() and websocket.is_upgrade(head):
-            self.start_websocket(head)
-            return
+        if head.get(b"UPGRADE") is not None and websocket.is_upgrade(head):
+            if websocket.available():
+                self.start_websocket(head)
+                return
+            cycle.without_websockets()
         try:
             exchange = cycle.start_http(head, self.client, self, host.keepalive > 0 and host.alive)
         except ProtocolError as exc:  # refused before the app ran (contradictory proxy headers)
@@ -194,8 +198,8 @@ class AsgiConnection(HttpConnection):
         if exchange is not None and not exchange.body_complete and self.deadline == FOREVER:
             self.deadline = monotonic() + self.host.header_timeout  # the body's idle deadline
         self.resume_reading()
-        if exchange is not None and not exchange.body_complete and self.parser.buffered:
-            self.pump_body(exchange)
+        if exchange is not None and not exchange.body_complete:
+            self.pump_body(exchange)  # (its end may be parsed already, with nothing buffered)
 
     def response_complete(self) -> None:
         exchange = self.exchange_asgi
@@ -261,6 +265,23 @@ class AsgiConnection(HttpConnection):
             self.abort()
         else:
             super().check_deadline(now, request_timeout)
+
+    def half_close(self) -> None:
+        """Our side of a WebSocket is done (RFC 6455 section 7.1.1: the server closes the TCP
+        connection first): the rest is written, then the end of our stream; reading goes on so that
+        the client's last bytes are not answered with a reset, until it closes too."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.flush()
+        if self.tls is not None:
+            self.tls.close_notify()
+            self._send_tls_output(self.tls)
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            self.close()
+        self.expect_close()
 
     def expect_close(self) -> None:
         """A WebSocket's closing handshake started: the client has ``CLOSE_TIMEOUT`` to finish it."""

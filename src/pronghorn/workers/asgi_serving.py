@@ -19,6 +19,8 @@ from pronghorn.errors import WORKER_BOOT_ERROR
 from pronghorn.workers.asgi_connection import AsgiConnection
 
 QUICK_STOP = 1.0  # seconds the app calls and lifespan shutdown get on INT/QUIT
+LIFESPAN_RESERVE = 2.0  # seconds of graceful_timeout kept for the lifespan shutdown
+KILL_MARGIN = 0.2  # the lifespan shutdown ends this long before the master's kill
 
 
 class AsgiServing:
@@ -27,8 +29,13 @@ class AsgiServing:
         cfg = worker.cfg
         self.cycle = AsgiCycle(worker.wsgi, CycleSettings(cfg), worker.log, worker.cycle_hooks(), cfg)
         self.lifespan: Lifespan | None = None
+        from pronghorn.workers.gthread import event_loop_name
+
         worker.log.info("Serving an ASGI application (an async callable) on the %s event loop",
-                        "asyncio" if cfg.asgi_loop == "asyncio" else "default")
+                        event_loop_name(cfg.asgi_loop))
+        if cfg.threads > 1:  # as Gunicorn's ASGI worker: said, not refused (configs carry it)
+            worker.log.warning("threads = %s does not apply to an ASGI application: its requests are tasks "
+                               "on the worker's event loop", cfg.threads)
 
     def attach(self, loop: asyncio.AbstractEventLoop, worker_loop: Any) -> None:
         self.cycle.loop = loop
@@ -56,12 +63,23 @@ class AsgiServing:
             if session is not None:
                 session.server_close(1012)
 
-    def stop(self, quick: bool) -> None:
-        """After the loop: cancel app calls still running, then the lifespan shutdown."""
+    def shutdown_reserve(self) -> float:
+        """Of ``graceful_timeout``, what the lifespan shutdown keeps for itself: the worker stops
+        waiting for connections this much earlier (the master kills it at ``graceful_timeout``)."""
+        if self.lifespan is None or not self.lifespan.supported:
+            return 0.0
+        return min(LIFESPAN_RESERVE, float(self.worker.cfg.graceful_timeout) / 2)
+
+    def stop(self, stopping_since: float) -> None:
+        """After the loop: cancel app calls still running, then the lifespan shutdown, within what is
+        left of ``graceful_timeout`` (``stopping_since`` 0.0: a quick stop, ``QUICK_STOP``)."""
         worker = self.worker
         loop = worker.loop
-        limit = QUICK_STOP if quick else max(QUICK_STOP, worker.cfg.graceful_timeout)
         started = time.monotonic()
+        if stopping_since:
+            limit = max(QUICK_STOP, stopping_since + worker.cfg.graceful_timeout - started - KILL_MARGIN)
+        else:
+            limit = QUICK_STOP
         try:
             running = list(self.cycle.running)
             for task in running:

@@ -57,9 +57,13 @@ except ImportError:  # pragma: no cover - uvloop is optional
 
 def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
     """uvloop when it is installed (``kind``: ``asgi_loop``, which may ask for asyncio's own)."""
-    if _uvloop is None or kind == "asyncio":
+    if event_loop_name(kind) == "asyncio":
         return asyncio.new_event_loop()
     return _uvloop.new_event_loop()
+
+
+def event_loop_name(kind: str = "auto") -> str:
+    return "asyncio" if _uvloop is None or kind == "asyncio" else "uvloop"
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # AsgiWorker, and worker classes of users' own
@@ -101,7 +105,7 @@ class ThreadWorker(Worker):
         finally:
             self.left_loop = True
             if self.asgi is not None:
-                self.asgi.stop(quick=self.stopping_since == 0.0)  # INT, QUIT: no waiting
+                self.asgi.stop(self.stopping_since)  # (0.0 after INT or QUIT: no waiting)
             if self.pool is not None:
                 self.pool.shutdown()
             self.loop.close()
@@ -112,7 +116,7 @@ class ThreadWorker(Worker):
         """The worker's state in the child (the object itself was made in the master); no I/O yet."""
         assert self.cycle is not None
         self.loop = loop
-        threads = max(1, self.cfg.threads)
+        threads = max(1, self.cfg.threads) if self.asgi is None else 1  # (an ASGI app's calls are tasks)
         self.pool = AppThreads(threads, "pronghorn-app", loop) if threads > 1 else None
         self.worker_loop = WorkerLoop(loop, self.cycle, self.log, self.cfg, self, self.pool, self.tls)
         self.stopping_since = 0.0
@@ -179,7 +183,8 @@ class ThreadWorker(Worker):
             if conn.idle and conn.deadline > now + STOP_LINGER:
                 conn.deadline = now + STOP_LINGER
         finished = self._nothing_left()
-        if finished or now - self.stopping_since > self.cfg.graceful_timeout:
+        graceful = self.cfg.graceful_timeout - (self.asgi.shutdown_reserve() if self.asgi is not None else 0.0)
+        if finished or now - self.stopping_since > graceful:
             self._leave_loop()
 
     def _leave_loop(self) -> None:

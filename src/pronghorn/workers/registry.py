@@ -71,6 +71,11 @@ def resolve_worker_class(value: Any, threads: int = 1) -> type:
         raise ConfigError(f"Invalid value for worker_class: {value!r} (cannot load it: {exc})") from None
     if not inspect.isclass(worker_class):
         raise ConfigError(f"Invalid value for worker_class: {value!r} (expected a class)")
+    from pronghorn.workers.base import Worker
+
+    if not issubclass(worker_class, Worker):
+        raise ConfigError(f"Invalid value for worker_class: {value!r} (expected a pronghorn worker class, "
+                          "a subclass of pronghorn.workers.base.Worker)")
     return worker_class
 
 
