@@ -632,3 +632,17 @@ def test_a_stopping_worker_closes_websockets_with_1012(project: Path) -> None:
         assert server.wait(10) == 0
         assert time.monotonic() - started < 5  # not held until graceful_timeout
         assert _wait_for_file(project / "ws-closed-1012", 1)
+
+
+def test_lifespan_shutdown_runs_even_when_a_request_outlasts_graceful_timeout(project: Path) -> None:
+    with serve(project, "-w", "1", "--graceful-timeout", "4") as (port, server):
+        assert _get(port, "/")[0] == 200
+        worker = _worker_pids(server.pid)[0]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /sleep?60 HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.3)
+            started = time.monotonic()
+            server.signal(signal.SIGTERM)
+            assert server.wait(10) == 0
+        assert time.monotonic() - started < 6
+        assert (project / f"shutdown-{worker}").exists()  # before the master's kill at graceful_timeout
