@@ -308,16 +308,20 @@ class HttpExchange:
             self.cycle.log.error("%s: %s %s", why, self.scope.get("method"), self.scope["path"])
         if self.complete or self.disconnected:
             return
-        if self.status is not None:
+        if self.status is not None and self.head_bytes is None:
             self.channel.abort()  # part of a response went out: the client must see it cut
             self.complete = True
             return
-        payload = error_response(status, reason, "" if status == 500 else "The application did not answer in time.")
+        # Nothing was sent (a started response's head waits for its body): the error instead, and
+        # the connection closes after it.
+        self.head_bytes = None
+        self.framer = ResponseFramer(request_method=self.head.method, request_version=self.head.version,
+                                     keep_alive=False, server_header=self.cycle.server_header)
+        self.framer.head(status, reason, [])
+        self.framer.end()
         self.status_code = status
         self.status = f"{status} {reason}"
-        self.framer.head(status, reason, [])  # the framer's view of the response (keep-alive)
-        self.framer.end()
-        self._complete(payload)
+        self._complete(error_response(status, reason, "" if status == 500 else "The application did not answer in time."))
 
     async def receive(self) -> Message:
         while True:
