@@ -1,7 +1,8 @@
 """Tables and the chart for ``bench/run.py``'s results (the targets are in ``targets.py``).
 
 A result is one row of the matrix, a dict: ``workload``, ``server`` (name), ``threads``, ``variant``
-(``server-threads``), ``label``, ``slot`` (the index of the configured variant it stands for), and
+(``server-threads``, or ``server-asgi``), ``label``, ``slot`` (the index of the configured variant it
+stands for), ``interface`` (``wsgi`` or ``asgi``: the ASGI rows have one Granian row, no threads), and
 either ``error`` (the run failed) or the measurements ``rps``, ``p50_ms``, ``p90_ms``, ``p99_ms``,
 ``errors``, ``rss_mib``, ``workers``, ``cpu_us_per_request``, ``cpu_share`` and, for the idle workload, ``idle`` (what the helper reported).
 """
@@ -39,11 +40,18 @@ def _ratio(value: float, reference: float) -> str:
     return f"{value / reference:.2f}×" if reference else "—"
 
 
+def _reference_name(ref: Result) -> str:
+    """How a column names a Granian row: by its threads, or, in an ASGI workload (one Granian row,
+    no threads), as Granian's ASGI interface."""
+    return f"{REFERENCE} ASGI" if ref.get("interface") == "asgi" else f"{REFERENCE} {ref['threads']}t"
+
+
 def workload_table(results: list[Result], workload: str) -> str:
     """One workload: a line per row with requests/s, its ratio to each Granian row, and latency."""
     refs = _references(results, workload)
-    head = ["row", "req/s", *(f"÷ {REFERENCE} {r['threads']}t" for r in refs), "p50 ms", "p99 ms",
-            f"p99 ÷ {REFERENCE} (same threads)", "CPU µs/req", f"÷ {REFERENCE} (same threads)", "CPU",
+    same_name = "ASGI" if any(r.get("interface") == "asgi" for r in _rows(results, workload)) else "(same threads)"
+    head = ["row", "req/s", *(f"÷ {_reference_name(r)}" for r in refs), "p50 ms", "p99 ms",
+            f"p99 ÷ {REFERENCE} {same_name}", "CPU µs/req", f"÷ {REFERENCE} {same_name}", "CPU",
             "errors", "peak RSS/worker MiB"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for r in _rows(results, workload):
@@ -65,20 +73,23 @@ def workload_tables(results: list[Result], workloads: list[tuple[str, str]]) -> 
                        if _rows(results, name))
 
 
-def summary_table(results: list[Result], workloads: list[tuple[str, str]], slots: list[str]) -> str:
-    """Requests/s and p99, a line per workload, a column per configured variant (``slots``: labels).
+def summary_table(results: list[Result], workloads: list[tuple[str, str]], columns: list[tuple[int, str, str]]) -> str:
+    """Requests/s and p99, a line per workload, a column per configured variant (``columns``:
+    (slot, server, header); run.py's ``summary_columns``).
 
     A workload that gives every variant the same threads (the 10 ms app) has fewer rows than there
-    are variants; its row sits under the first variant of its server and the others show "=".
+    are variants; its row sits under the first variant of its server and the others show "=". A
+    server without a row in a workload (waitress over HTTPS, or one that could not run) shows "—".
     """
-    lines = ["| workload | " + " | ".join(slots) + " |", "|---|" + "---:|" * len(slots)]
+    lines = ["| workload | " + " | ".join(header for _, _, header in columns) + " |", "|---|" + "---:|" * len(columns)]
     for name, title in workloads:
-        by_slot = {r["slot"]: r for r in _rows(results, name)}
+        rows = _rows(results, name)
+        by_slot = {r["slot"]: r for r in rows}
         cells = []
-        for slot in range(len(slots)):
+        for slot, server, _ in columns:
             r = by_slot.get(slot)
             if r is None:
-                cells.append("=" if any(s < slot for s in by_slot) else "—")
+                cells.append("=" if any(o["server"] == server and o["slot"] < slot for o in rows) else "—")
             elif "error" in r:
                 cells.append("failed")
             else:
@@ -108,7 +119,7 @@ def tail_notes(results: list[Result]) -> list[str]:
 # -- chart ----------------------------------------------------------------------------------------
 
 SHADES = {"pronghorn": ["#1b7f5b", "#6cc49a"], "granian": ["#c8651b", "#f0b27a"],
-          "gunicorn": ["#4c72b0", "#9bb3da"], "waitress": ["#8172b3", "#bdb3dc"]}
+          "gunicorn": ["#4c72b0", "#9bb3da"], "waitress": ["#8172b3", "#bdb3dc"], "uvicorn": ["#c44e52", "#e8a0a2"]}
 
 
 def _colours(slots: list[tuple[str, str]]) -> list[str]:

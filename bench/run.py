@@ -1,9 +1,13 @@
-"""Side-by-side HTTP benchmark: pronghorn next to Gunicorn (gthread), Granian (WSGI) and waitress.
+"""Side-by-side HTTP benchmark: pronghorn next to Gunicorn (gthread), Granian (WSGI) and waitress,
+and, for ASGI apps, next to uvicorn, Granian (ASGI) and Gunicorn (-k asgi).
 
 How this works: every server serves the same WSGI app (bench/apps.py) on loopback with 2 worker
 processes (waitress: one process). A row of the matrix is a variant, a server with a thread count
 (``--variants``; by default pronghorn inline and with 4 threads, Granian with 1 and 4 blocking
-threads, Gunicorn gthread and waitress with 4). For each workload, each row in turn is started,
+threads, Gunicorn gthread and waitress with 4). The ASGI workloads serve the same routes as an
+ASGI app (``apps:asgi_app``) with every server that serves ASGI once (pronghorn -k asgi, Granian
+--interface asgi, Gunicorn -k asgi, uvicorn with httptools and uvloop; no threads, no waitress);
+uvicorn serves only those. For each workload, each row in turn is started,
 checked (every route answers what it should), warmed up with wrk, measured with wrk while the memory
 of its worker processes is sampled every 0.2 s, and stopped. Workloads are the outer loop and each
 round starts the rows one place further along, so machine noise is shared fairly; a cell reports the
@@ -59,6 +63,7 @@ from servers import (  # noqa: E402
     free_port,
     make_tls_files,
     parse_variants,
+    serves,
 )
 
 IDLE_HELPER = BENCH_DIR / "idle_conns.py"
@@ -77,6 +82,10 @@ class Workload:
     script: Path | None = None
     idle: int = 0  # idle keep-alive connections held open during the measurement
     tls: bool = False  # HTTPS, with a certificate made for the run (servers that do not serve TLS sit out)
+    asgi: bool = False  # apps:asgi_app; each server that serves ASGI once, without application threads
+
+
+WORKLOADS = ("hello", "https", "sleep", "big", "upload", "idle", "asgi", "asgi-sleep")
 
 
 def workloads(args: argparse.Namespace) -> list[Workload]:
@@ -88,6 +97,8 @@ def workloads(args: argparse.Namespace) -> list[Workload]:
         Workload("big", "1 MiB responses, c=10", "/big", 10),
         Workload("upload", "64 KiB uploads, c=20", "/upload", 20, script=UPLOAD_SCRIPT),
         Workload("idle", f"hello + {args.idle_count:,} idle conns, c=50", "/", 50, idle=args.idle_count),
+        Workload("asgi", "ASGI hello, keep-alive, c=50", "/", 50, asgi=True),
+        Workload("asgi-sleep", "ASGI 10 ms app (asyncio.sleep), c=200", "/sleep", 200, asgi=True),
     ]
 
 
@@ -98,21 +109,54 @@ class Row:
     slot: int
     server: Server
     threads: int
+    asgi: bool = False
 
     @property
     def variant(self) -> str:
-        return f"{self.server.name}-{self.threads}"
+        return f"{self.server.name}-asgi" if self.asgi else f"{self.server.name}-{self.threads}"
+
+    @property
+    def label(self) -> str:
+        return self.server.label(self.threads, asgi=self.asgi)
+
+
+def needed_variants(variants: list[Variant], loads: list[Workload]) -> list[Variant]:
+    """The variants whose server has a row in at least one of ``loads`` (uvicorn only with an ASGI
+    workload, waitress only with a WSGI one): the others would be empty columns."""
+    return [v for v in variants if any(serves(v.server, w.asgi) for w in loads)]
+
+
+def summary_columns(variants: list[Variant], servers: dict[str, Server], asgi: bool) -> list[tuple[int, str, str]]:
+    """The summary table's columns for the WSGI or the ASGI workloads, as (slot, server, header):
+    every variant of a server that serves WSGI; for ASGI, the first variant of each server that serves
+    it (the one its row stands under). A server that could not run keeps its column (shown "—")."""
+    columns: list[tuple[int, str, str]] = []
+    for slot, variant in enumerate(variants):
+        name = variant.server
+        if not serves(name, asgi) or (asgi and any(c[1] == name for c in columns)):
+            continue
+        server = servers.get(name)
+        if server is None:
+            header = name if asgi else f"{name} {variant.threads}t"
+        else:
+            header = server.label(1 if asgi else server.effective_threads(variant.threads), asgi=asgi)
+        columns.append((slot, name, header))
+    return columns
 
 
 def matrix_rows(workload: Workload, variants: list[Variant], servers: dict[str, Server]) -> list[Row]:
-    """The rows of one workload; variants that come to the same server and threads there run once."""
+    """The rows of one workload; variants that come to the same server and threads there run once.
+    An ASGI workload has no application threads, so each server serving ASGI runs once there, under
+    its first variant; a WSGI workload leaves out the servers that serve only ASGI, and vice versa."""
     rows: dict[tuple[str, int], Row] = {}
     for slot, variant in enumerate(variants):
         server = servers.get(variant.server)
         if server is None or (workload.tls and not server.serves_tls):
             continue
-        threads = server.effective_threads(workload.threads or variant.threads)
-        rows.setdefault((server.name, threads), Row(slot, server, threads))
+        if not (server.serves_asgi if workload.asgi else server.serves_wsgi):
+            continue
+        threads = 1 if workload.asgi else server.effective_threads(workload.threads or variant.threads)
+        rows.setdefault((server.name, threads), Row(slot, server, threads, asgi=workload.asgi))
     return list(rows.values())
 
 
@@ -206,7 +250,7 @@ def _cpus(args: argparse.Namespace) -> tuple[str, str]:
 def identity(row: Row, workload: Workload) -> dict[str, Any]:
     """The fields that name a result's cell (see report.py)."""
     return {"workload": workload.name, "server": row.server.name, "threads": row.threads, "variant": row.variant,
-            "label": row.server.label(row.threads), "slot": row.slot}
+            "label": row.label, "slot": row.slot, "interface": "asgi" if row.asgi else "wsgi"}
 
 
 def measure(row: Row, workload: Workload, args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
@@ -215,7 +259,7 @@ def measure(row: Row, workload: Workload, args: argparse.Namespace, logdir: Path
     log_path = logdir / f"{row.variant}-{workload.name}.log"
     server_cpus, client_cpus = _cpus(args)
     with RunningServer(server, free_port(), row.threads, log_path, own_session=not args.shared_scheduling,
-                       cpus=server_cpus, tls=args.tls_files if workload.tls else None) as running:
+                       cpus=server_cpus, tls=args.tls_files if workload.tls else None, asgi=row.asgi) as running:
         running.wait_ready()
         check_routes(running.base_url)
         helper: subprocess.Popen[str] | None = None
@@ -296,7 +340,7 @@ def run_matrix(loads: list[Workload], variants: list[Variant], servers: dict[str
             for workload, rows in plan:
                 shift = round_no % len(rows) if rows else 0
                 for row in rows[shift:] + rows[:shift]:
-                    tag = f"[{len(runs) + 1}/{total}] {row.server.label(row.threads)} / {workload.name} (round {round_no + 1})"
+                    tag = f"[{len(runs) + 1}/{total}] {row.label} / {workload.name} (round {round_no + 1})"
                     try:
                         result = measure(row, workload, args, Path(logdir))
                         print(f"{tag}: {result['rps']:,.0f} req/s, p99 {result['p99_ms']:.2f} ms, "
@@ -377,16 +421,26 @@ def _header(env: dict[str, Any], servers: list[Server], args: argparse.Namespace
 
 
 def markdown(results: list[dict[str, Any]], checks: list[targets.Check], env: dict[str, Any], servers: list[Server],
-             slots: list[str], notes: list[str], loads: list[Workload], args: argparse.Namespace) -> str:
+             variants: list[Variant], notes: list[str], loads: list[Workload], args: argparse.Namespace) -> str:
     titles = [(w.name, w.title) for w in loads]
-    summary = ("Requests/s and p99 latency per row (the 10 ms app runs every server with the same threads, "
-               "so it has one row per server):")
+    found = {s.name: s for s in servers}
+    summaries: list[str] = []
+    wsgi = [(w.name, w.title) for w in loads if not w.asgi]
+    asgi = [(w.name, w.title) for w in loads if w.asgi]
+    if wsgi:
+        summaries += ["Requests/s and p99 latency per row (the 10 ms app runs every server with the same threads, "
+                      "so it has one row per server):", "",
+                      report.summary_table(results, wsgi, summary_columns(variants, found, asgi=False)), ""]
+    if asgi:
+        summaries += ["ASGI apps (`apps:asgi_app`, the same routes; no application threads, so one row per "
+                      "server): requests/s and p99 latency:", "",
+                      report.summary_table(results, asgi, summary_columns(variants, found, asgi=True)), ""]
     every_row = ("Every row (÷: this row's figure divided by that Granian row's; for req/s above 1 is faster, "
                  "for p99 and CPU per request below 1 is better). CPU µs/req is the server's CPU time (all its "
                  "processes and threads) per request served, and CPU the share of a core it used: pinned to one "
                  "core, a share well below 100 % means other work took the core, and CPU per request is then "
                  "the steadier comparison:")
-    lines = [_header(env, servers, args), "", summary, "", report.summary_table(results, titles, slots), "",
+    lines = [_header(env, servers, args), "", *summaries,
              "Targets, per pronghorn row:", "", targets.table(results, checks, dict(titles)), "",
              every_row, "", report.workload_tables(results, titles), ""]
     extra = [s.note and f"{s.name}: {s.note}" for s in servers] + report.idle_notes(results) + report.tail_notes(results) + notes
@@ -403,7 +457,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"rows as SERVER:THREADS, comma-separated (default {DEFAULT_VARIANTS})")
     parser.add_argument("--servers", default=",".join(SERVERS),
                         help="keep only the variants of these servers (comma-separated subset of " + ",".join(SERVERS) + ")")
-    parser.add_argument("--workloads", default="hello,https,sleep,big,upload,idle", help="comma-separated subset")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)")
     parser.add_argument("--sleep-threads", type=int, default=32,
                         help="threads per worker of every server for the 10 ms app (default 32)")
     parser.add_argument("--pronghorn-worker", default="gthread", help="pronghorn's -k (default gthread; e.g. sync)")
@@ -416,7 +471,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="start servers in this session, so they and wrk share one scheduler autogroup")
     parser.add_argument("--idle-count", type=int, default=1000, help="idle keep-alive connections (default 1000)")
     parser.add_argument("--peers-bin", default=os.environ.get("PRONGHORN_BENCH_PEERS", "/tmp/bench-peers/bin"),
-                        help="directory holding gunicorn, granian and waitress-serve (then PATH)")
+                        help="directory holding gunicorn, granian, waitress-serve and uvicorn (then PATH)")
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs pronghorn")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--chart", default=str(REPO / "docs" / "benchmark.png"), help="PNG to write ('' for none)")
@@ -428,6 +483,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.servers.split(",")) - set(SERVERS) - {""}
     if unknown:
         parser.error(f"--servers: unknown servers: {', '.join(sorted(unknown))}")
+    unknown = set(args.workloads.split(",")) - set(WORKLOADS) - {""}
+    if unknown:
+        parser.error(f"--workloads: unknown workloads: {', '.join(sorted(unknown))} (known: {', '.join(WORKLOADS)})")
     try:
         args.variant_list = [v for v in parse_variants(args.variants) if v.server in args.servers.split(",")]
     except ValueError as exc:
@@ -442,10 +500,13 @@ def main(argv: list[str] | None = None) -> int:
     if not shutil.which("wrk"):
         print(f"wrk is not installed; install it with: {INSTALL_WRK}", file=sys.stderr)
         return 2
-    variants: list[Variant] = args.variant_list
     loads = [w for w in workloads(args) if w.name in args.workloads.split(",")]
+    variants = needed_variants(args.variant_list, loads)
+    if not variants:
+        print("the variants left by --variants and --servers have no row in these workloads", file=sys.stderr)
+        return 2
     found, notes = find_servers(list(dict.fromkeys(v.server for v in variants)), args.peers_bin, args.python,
-                                args.pronghorn_worker)
+                                args.pronghorn_worker, asgi=any(w.asgi for w in loads))
     for note in notes:
         print("note: " + note, file=sys.stderr)
     servers = {s.name: s for s in found}
@@ -459,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     slots = [(v.server, servers[v.server].label(servers[v.server].effective_threads(v.threads)) if v.server in servers
               else f"{v.server} {v.threads}t") for v in variants]
     checks = targets.check(results)
-    text = markdown(results, checks, env, found, [label for _, label in slots], notes, loads, args)
+    text = markdown(results, checks, env, found, variants, notes, loads, args)
     print(text)
     if args.json:
         Path(args.json).write_text(json.dumps({"environment": env, "options": {k: v for k, v in vars(args).items()
@@ -470,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.chart:
         placement = "unpinned" if args.unpinned else f"pinned {args.pin}"
         title = f"relative to granian's row with the most threads (= 1.0); {placement}; {env['machine']}, {env['date']}"
+        if any(w.asgi for w in loads):
+            title += "\nASGI workloads: each server's one row, in the colour of its first variant"
         problem = report.chart(results, [(w.name, f"{w.name}\n{w.title}") for w in loads], slots, title, Path(args.chart))
         if problem:
             print("note: " + problem, file=sys.stderr)

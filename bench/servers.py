@@ -3,9 +3,12 @@ variants (a server with a thread count) that make the rows, and one running serv
 readiness, worker processes, their memory and CPU affinity, stop).
 
 Every server serves ``apps:app`` (bench/apps.py) on 127.0.0.1 with 2 worker processes, except
-waitress, which has no multi-process mode and runs as one process. A server is started in a
-session of its own (so it leads a process group), its output goes to a log file, and ``stop()``
-sends SIGINT to its pid, waits, then SIGKILLs its process group, whatever happened before.
+waitress, which has no multi-process mode and runs as one process. In the ASGI workloads every
+server serves ``apps:asgi_app`` instead (pronghorn and Gunicorn with ``-k asgi``, Granian with
+``--interface asgi``, uvicorn), with no application threads: waitress sits those out, and uvicorn,
+which is there for them, sits out the WSGI ones. A server is started in a session of its own (so it
+leads a process group), its output goes to a log file, and ``stop()`` sends SIGINT to its pid,
+waits, then SIGKILLs its process group, whatever happened before.
 """
 
 from __future__ import annotations
@@ -26,19 +29,29 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 APP = "apps:app"
+ASGI_APP = "apps:asgi_app"
 UNVERIFIED = ssl._create_unverified_context()  # the self-signed benchmark certificate
 WORKERS = 2
 # Idle keep-alive connections must survive the whole "idle" workload (Gunicorn's default is 2 s).
 KEEP_ALIVE = 75
 
-SERVERS = ("pronghorn", "gunicorn", "granian", "waitress")
+SERVERS = ("pronghorn", "gunicorn", "granian", "waitress", "uvicorn")
+WSGI_ONLY = ("waitress",)  # sit out the ASGI workloads
+ASGI_ONLY = ("uvicorn",)  # sit out the WSGI workloads
 # The headline rows: pronghorn inline and with a pool, Granian with as many blocking threads as each,
-# Gunicorn and waitress with 4 (their best for apps that do not wait, see docs/benchmark.md).
-DEFAULT_VARIANTS = "pronghorn:1,pronghorn:4,granian:1,granian:4,gunicorn:4,waitress:4"
-PEER_PROGRAMS = {"gunicorn": "gunicorn", "granian": "granian", "waitress": "waitress-serve"}
-PEER_PACKAGES = {"gunicorn": "gunicorn", "granian": "granian", "waitress": "waitress"}
-INSTALL_PEERS = "python3 -m venv /tmp/bench-peers && /tmp/bench-peers/bin/pip install gunicorn granian waitress matplotlib"
+# Gunicorn and waitress with 4 (their best for apps that do not wait, see docs/benchmark.md); uvicorn
+# for the ASGI workloads (where every server has one row, under its first variant).
+DEFAULT_VARIANTS = "pronghorn:1,pronghorn:4,granian:1,granian:4,gunicorn:4,waitress:4,uvicorn:1"
+PEER_PROGRAMS = {"gunicorn": "gunicorn", "granian": "granian", "waitress": "waitress-serve", "uvicorn": "uvicorn"}
+PEER_PACKAGES = {"gunicorn": "gunicorn", "granian": "granian", "waitress": "waitress", "uvicorn": "uvicorn"}
+INSTALL_PEERS = ("python3 -m venv /tmp/bench-peers && /tmp/bench-peers/bin/pip install gunicorn granian waitress "
+                 "matplotlib 'uvicorn[standard]'")
 INSTALL_WRK = "apt-get update && apt-get install -y wrk"
+
+
+def serves(name: str, asgi: bool) -> bool:
+    """Whether server ``name`` has rows in the ASGI workloads (``asgi``) or in the WSGI ones."""
+    return name not in (WSGI_ONLY if asgi else ASGI_ONLY)
 
 
 @dataclass(frozen=True)
@@ -79,11 +92,26 @@ class Server:
 
     def effective_threads(self, threads: int) -> int:
         # pronghorn -k sync with more threads would mean gthread (as in Gunicorn): keep it sync.
-        return 1 if self.name == "pronghorn" and self.worker == "sync" else threads
+        # uvicorn has no application threads.
+        return 1 if (self.name == "pronghorn" and self.worker == "sync") or self.name == "uvicorn" else threads
 
-    def label(self, threads: int) -> str:
-        """The row's name: the server and how its application threads are set."""
+    @property
+    def serves_wsgi(self) -> bool:
+        return serves(self.name, asgi=False)
+
+    @property
+    def serves_asgi(self) -> bool:
+        return serves(self.name, asgi=True)
+
+    def label(self, threads: int, asgi: bool = False) -> str:
+        """The row's name: the server and how its application threads are set (or, for ASGI, how it
+        serves ASGI: there are no application threads)."""
         plural = "" if threads == 1 else "s"
+        if self.name == "uvicorn":
+            return "uvicorn (httptools, uvloop)"
+        if asgi:
+            return {"pronghorn": "pronghorn -k asgi", "gunicorn": "gunicorn -k asgi",
+                    "granian": "granian ASGI"}.get(self.name, f"{self.name} ASGI")
         if self.name == "pronghorn":
             if self.worker != "gthread":
                 return f"pronghorn -k {self.worker}" + (f" --threads {threads}" if threads > 1 else "")
@@ -98,7 +126,9 @@ class Server:
     def serves_tls(self) -> bool:
         return self.name != "waitress"
 
-    def command(self, port: int, threads: int, tls: TlsFiles | None = None) -> list[str]:
+    def command(self, port: int, threads: int, tls: TlsFiles | None = None, asgi: bool = False) -> list[str]:
+        if asgi:
+            return self._asgi_command(port, tls)
         if self.name == "pronghorn":
             return [self.program, "-m", "pronghorn", APP, "-b", f"127.0.0.1:{port}", "-w", str(WORKERS),
                     "-k", self.worker, "--threads", str(threads), "--keep-alive", str(KEEP_ALIVE),
@@ -118,7 +148,29 @@ class Server:
             # connection limit (default 100) is raised for the 1,000 idle connections.
             return [self.program, "--listen", f"127.0.0.1:{port}", f"--threads={threads}",
                     "--connection-limit=2000", "--asyncore-use-poll", "--backlog=2048", APP]
-        raise ValueError(self.name)
+        raise ValueError(f"{self.name} does not serve WSGI here")
+
+    def _asgi_command(self, port: int, tls: TlsFiles | None) -> list[str]:
+        """``apps:asgi_app`` with 2 workers, no application threads; the app has no lifespan handler,
+        so lifespan is off where a flag says so (Granian's ``--interface asgi`` runs it, and the app
+        returns at once)."""
+        if self.name == "pronghorn":
+            return [self.program, "-m", "pronghorn", ASGI_APP, "-b", f"127.0.0.1:{port}", "-w", str(WORKERS),
+                    "-k", "asgi", "--asgi-lifespan", "off", "--keep-alive", str(KEEP_ALIVE),
+                    "--log-level", "warning", "--graceful-timeout", "5", *_tls_args("--certfile", "--keyfile", tls)]
+        if self.name == "gunicorn":
+            return [self.program, ASGI_APP, "-b", f"127.0.0.1:{port}", "-w", str(WORKERS), "-k", "asgi",
+                    "--asgi-lifespan", "off", "--keep-alive", str(KEEP_ALIVE), "--log-level", "warning",
+                    "--graceful-timeout", "5", *_tls_args("--certfile", "--keyfile", tls)]
+        if self.name == "granian":
+            return [self.program, "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+                    "--workers", str(WORKERS), "--http", "1", "--no-ws", "--backlog", "2048",
+                    "--log-level", "warning", *_tls_args("--ssl-certificate", "--ssl-keyfile", tls), ASGI_APP]
+        if self.name == "uvicorn":
+            return [self.program, ASGI_APP, "--host", "127.0.0.1", "--port", str(port), "--workers", str(WORKERS),
+                    "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
+                    "--lifespan", "off", *_tls_args("--ssl-certfile", "--ssl-keyfile", tls)]
+        raise ValueError(f"{self.name} does not serve ASGI")
 
     def environ(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -203,8 +255,10 @@ def pronghorn_facts(python: str, worker: str, from_src: bool) -> tuple[str, str,
     return lines[0], lines[1], lines[2], lines[3]
 
 
-def find_servers(names: list[str], peers_bin: str, python: str, worker: str) -> tuple[list[Server], list[str]]:
-    """The servers that can run, and a note for each one that cannot."""
+def find_servers(names: list[str], peers_bin: str, python: str, worker: str,
+                 asgi: bool = False) -> tuple[list[Server], list[str]]:
+    """The servers that can run, and a note for each one that cannot. ``asgi``: ASGI workloads will
+    run (pronghorn's note then also says what ``-k asgi`` runs)."""
     servers: list[Server] = []
     notes: list[str] = []
     for name in names:
@@ -212,7 +266,11 @@ def find_servers(names: list[str], peers_bin: str, python: str, worker: str) -> 
             from_src = not pronghorn_installed(python)
             version, cls, loop, build = pronghorn_facts(python, worker, from_src)
             where = "the checkout's src/ (not installed for this interpreter)" if from_src else "installed"
-            note = f"-k {worker} runs {cls}" + (f", event loop: {loop}" if worker != "sync" else "") + f"; {where}, {build}"
+            note = f"-k {worker} runs {cls}" + (f", event loop: {loop}" if worker != "sync" else "")
+            if asgi:
+                _, asgi_cls, asgi_loop, _ = pronghorn_facts(python, "asgi", from_src)
+                note += f"; -k asgi runs {asgi_cls}, event loop: {asgi_loop}"
+            note += f"; {where}, {build}"
             servers.append(Server(name, python, worker=worker, version=version, note=note, from_src=from_src))
             continue
         program = PEER_PROGRAMS[name]
@@ -228,6 +286,9 @@ def find_servers(names: list[str], peers_bin: str, python: str, worker: str) -> 
         if name == "waitress":
             server.note = ("one process (waitress has no worker processes), so its thread count is its total, "
                            "and its RSS is that of the whole server")
+        if name == "uvicorn":
+            server.note = ("ASGI workloads only; its supervisor spawns the 2 workers (and multiprocessing's "
+                           "resource tracker, which is not counted as a worker)")
         servers.append(server)
     return servers, notes
 
@@ -251,6 +312,16 @@ def _children(pid: int) -> list[int]:
         except OSError:
             pass
     return found
+
+
+def _helper_process(pid: int) -> bool:
+    """multiprocessing's resource tracker, which a server that spawns its workers (uvicorn) also
+    starts: a child that serves nothing."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"multiprocessing.resource_tracker" in f.read()
+    except OSError:
+        return False
 
 
 def _rss_kib(pid: int) -> int:
@@ -322,6 +393,7 @@ class RunningServer:
     own_session: bool = True
     cpus: str = ""  # a taskset CPU list the server (and every process it forks) is confined to
     tls: TlsFiles | None = None
+    asgi: bool = False  # serve apps:asgi_app (see Server.command)
     proc: subprocess.Popen[bytes] | None = None
     peak_rss: dict[int, int] = field(default_factory=dict)  # worker pid -> max VmRSS in KiB
     _sampling: threading.Event = field(default_factory=threading.Event)
@@ -330,7 +402,7 @@ class RunningServer:
     def __enter__(self) -> RunningServer:
         log = open(self.log_path, "wb")
         try:
-            command = self.server.command(self.port, self.threads, self.tls)
+            command = self.server.command(self.port, self.threads, self.tls, asgi=self.asgi)
             if self.cpus:
                 command = ["taskset", "-c", self.cpus, *command]
             self.proc = subprocess.Popen(command, cwd=BENCH_DIR,
@@ -370,7 +442,7 @@ class RunningServer:
     def worker_pids(self) -> list[int]:
         """The processes serving requests: the master's children, or the server itself if it has none."""
         assert self.proc is not None
-        children = _children(self.proc.pid)
+        children = [pid for pid in _children(self.proc.pid) if not _helper_process(pid)]
         if self.server.name == "waitress" or not children:
             return [self.proc.pid]
         return children
@@ -426,7 +498,7 @@ class RunningServer:
             return
         try:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)  # quick stop for all four
+                proc.send_signal(signal.SIGINT)  # quick stop for all of them
                 try:
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:

@@ -3,8 +3,10 @@
 Every pronghorn row of the matrix (a workload with one pronghorn variant) gets four checks:
 
 - requests/s: against the Granian rows named below (hello, HTTPS hello, 1 MiB, uploads), or, for the 10 ms app,
-  against its thread ceiling: workers × threads × (1 / 10 ms) requests/s;
-- p99 latency ≤ 1.5× that of the Granian row with the same threads per worker;
+  against its thread ceiling: workers × threads × (1 / 10 ms) requests/s; ASGI hello against uvicorn
+  (≥ 1.2×) and Granian's ASGI interface (≥ 1.0×); the ASGI 10 ms app has no requests/s target;
+- p99 latency ≤ 1.5× that of the Granian row with the same threads per worker (in an ASGI workload,
+  the one Granian ASGI row);
 - zero errors (wrk's socket errors plus non-2xx responses, summed over the rounds);
 - peak RSS per worker ≤ that of the Gunicorn row.
 
@@ -28,12 +30,14 @@ CEILING_SHARE = 0.95  # of the thread ceiling, for the app that sleeps
 
 @dataclass(frozen=True)
 class ThroughputTarget:
-    """pronghorn with ``threads`` serves ``workload`` at ≥ ``at_least``× Granian with ``granian_threads``."""
+    """pronghorn with ``threads`` serves ``workload`` at ≥ ``at_least``× ``reference`` (Granian unless
+    named) with ``granian_threads`` (the reference's threads; 1 in an ASGI workload)."""
 
     workload: str
     threads: int
     granian_threads: int
     at_least: float
+    reference: str = REFERENCE
 
 
 # Inline is held to both Granian rows; the pool to the pool of the same size.
@@ -45,6 +49,9 @@ THROUGHPUT_TARGETS = (
       for workload in ("big", "upload") for mine, theirs in ((1, 1), (1, 4), (4, 4))),
     # Issue 13: HTTPS hello at least level with Granian's TLS.
     *(ThroughputTarget("https", mine, theirs, 1.0) for mine, theirs in ((1, 1), (1, 4), (4, 4))),
+    # ASGI hello (one row per server, threads 1): ≥ 1.2× uvicorn (httptools, uvloop), ≥ 1.0× Granian's ASGI.
+    ThroughputTarget("asgi", 1, 1, 1.2, reference="uvicorn"),
+    ThroughputTarget("asgi", 1, 1, 1.0),
 )
 CEILING_WORKLOADS = ("sleep",)
 
@@ -88,8 +95,8 @@ def _throughput(results: list[Result], row: Result) -> list[Check]:
     for target in THROUGHPUT_TARGETS:
         if target.workload != row["workload"] or target.threads != row["threads"]:
             continue
-        theirs = find(results, row["workload"], REFERENCE, target.granian_threads)
-        name = f"{REFERENCE} {target.granian_threads}t"
+        theirs = find(results, row["workload"], target.reference, target.granian_threads)
+        name = _reference_name(row, target.reference, target.granian_threads)
         if theirs is None or not theirs["rps"]:
             checks.append(Check(row["workload"], row["variant"], "throughput", f"{name}: not measured", None))
             continue
@@ -100,10 +107,19 @@ def _throughput(results: list[Result], row: Result) -> list[Check]:
     return checks
 
 
+def _reference_name(row: Result, server: str, threads: int) -> str:
+    """How a check names the row it compares with: by its threads, except in an ASGI workload."""
+    if row.get("interface") == "asgi":
+        return f"{server} ASGI" if server == REFERENCE else server
+    return f"{server} {threads}t"
+
+
 def _p99(results: list[Result], row: Result) -> Check:
     theirs = find(results, row["workload"], REFERENCE, row["threads"])
     if theirs is None or not theirs["p99_ms"]:
-        return Check(row["workload"], row["variant"], "p99", f"no {REFERENCE} row with {row['threads']} threads", None)
+        missing = (f"no {REFERENCE} ASGI row" if row.get("interface") == "asgi"
+                   else f"no {REFERENCE} row with {row['threads']} threads")
+        return Check(row["workload"], row["variant"], "p99", missing, None)
     ratio = row["p99_ms"] / theirs["p99_ms"]
     met = ratio <= P99_LIMIT
     text = f"{row['p99_ms']:.2f} vs {theirs['p99_ms']:.2f} ms = {ratio:.2f}× ({_verdict(met)})"
@@ -137,7 +153,7 @@ def check(results: list[Result]) -> list[Check]:
     return checks
 
 
-KINDS = (("throughput", "req/s target"), ("p99", f"p99 ≤ {P99_LIMIT:g}× {REFERENCE}'s (same threads)"),
+KINDS = (("throughput", "req/s target"), ("p99", f"p99 ≤ {P99_LIMIT:g}× {REFERENCE}'s (same threads; ASGI: its ASGI row)"),
          ("errors", "errors = 0"), ("memory", f"peak RSS/worker ≤ {MEMORY_REFERENCE}'s"))
 
 

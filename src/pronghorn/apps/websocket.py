@@ -16,19 +16,23 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import importlib.util
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pronghorn.apps.asgi import AsgiCycle, Channel, Message, reason_phrase, wait_for_wake, wake_all
 from pronghorn.errors import ClientGone
 from pronghorn.apps.cycle import ClientConnection
 from pronghorn.http import RequestHead, ResponseFramer, error_response, is_token, is_valid_field_value
 
-try:  # optional: without it, an upgrade request is answered as plain HTTP by the app
+if TYPE_CHECKING:
     from websockets.frames import CloseCode, Opcode
     from websockets.protocol import Protocol, Side, State
-except ImportError:  # pragma: no cover - exercised only without the extra installed
-    Protocol = None  # type: ignore[assignment,misc]
+
+# Optional (pronghorn[websockets]): without it, an upgrade request reaches the app as plain HTTP.
+# Imported with the first handshake: the package costs a worker ~4 MiB, which apps that never see a
+# WebSocket should not carry.
+_AVAILABLE = importlib.util.find_spec("websockets") is not None
 
 ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 MESSAGES_HIGH_WATER = 1 << 20  # bytes received and not yet taken by the app, at which reading stops
@@ -40,7 +44,13 @@ CONNECTING, OPEN, CLOSED = 0, 1, 2
 
 
 def available() -> bool:
-    return Protocol is not None
+    return _AVAILABLE
+
+
+def _import_protocol() -> None:
+    global CloseCode, Opcode, Protocol, Side, State
+    from websockets.frames import CloseCode, Opcode
+    from websockets.protocol import Protocol, Side, State
 
 
 def _tokens(head: RequestHead, name: bytes) -> list[bytes]:
@@ -104,6 +114,8 @@ class WebSocketSession:
         self.subprotocol: str | None = None
 
     def start(self) -> None:
+        if "Protocol" not in globals():
+            _import_protocol()
         self.task = self.cycle.run_app(self.call_app())
 
     # --- the connection's side ---

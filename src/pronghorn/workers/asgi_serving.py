@@ -40,6 +40,7 @@ class AsgiServing:
     def attach(self, loop: asyncio.AbstractEventLoop, worker_loop: Any) -> None:
         self.cycle.loop = loop
         worker_loop.connection_class = AsgiConnection
+        worker_loop.threads = 1  # whatever ``threads`` says: writes go straight to the socket
 
     def start(self) -> None:
         """The app's lifespan startup; a fatal failure ends the worker with status 3 (the master halts)."""
