@@ -62,6 +62,20 @@ class Channel(Protocol):
     def abort(self) -> None:
         """Drop the connection (a response that cannot be completed)."""
 
+    # What a WebSocket needs besides:
+
+    def pause_reading(self) -> None:
+        """Stop reading from the client until ``body_wanted``."""
+
+    def close(self) -> None:
+        """Close after what was written."""
+
+    def half_close(self) -> None:
+        """End our side of the stream after what was written; the client closes."""
+
+    def expect_close(self) -> None:
+        """A closing handshake started: the client must finish it soon."""
+
 
 class AsgiCycle(RequestCycle):
     """Runs requests through one worker's ASGI application (see the module doc)."""

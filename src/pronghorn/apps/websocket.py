@@ -131,7 +131,7 @@ class WebSocketSession:
                 return
             self.early += data
             if len(self.early) > MESSAGES_HIGH_WATER:
-                self.channel.pause_reading()  # type: ignore[attr-defined]
+                self.channel.pause_reading()
             return
         if data:
             protocol.receive_data(data)
@@ -179,9 +179,9 @@ class WebSocketSession:
             received, sent = protocol.close_rcvd, protocol.close_sent
             close = received if received is not None else sent
             self._closed(close.code if close is not None else 1006, close.reason if close is not None else "")
-            self.channel.expect_close()  # type: ignore[attr-defined]
+            self.channel.expect_close()
         elif self.queued > MESSAGES_HIGH_WATER:
-            self.channel.pause_reading()  # type: ignore[attr-defined]
+            self.channel.pause_reading()
         wake_all(self.waiters)
 
     def _write_out(self) -> None:
@@ -193,7 +193,7 @@ class WebSocketSession:
                 except ClientGone:
                     return
             else:  # our side is done: half-close, and the client closes (or CLOSE_TIMEOUT aborts)
-                self.channel.half_close()  # type: ignore[attr-defined]
+                self.channel.half_close()
 
     def _closed(self, code: int, reason: str) -> None:
         if self.state != CLOSED:
@@ -242,14 +242,14 @@ class WebSocketSession:
             self.protocol.send_close(code, reason)
             self._write_out()
             self._closed(code, reason)
-            self.channel.expect_close()  # type: ignore[attr-defined]
+            self.channel.expect_close()
 
     def _refuse(self, status: int) -> None:
         try:
             self.channel.send_response(error_response(status, reason_phrase(status), ""), True)
         except ClientGone:
             pass
-        self.channel.close()  # type: ignore[attr-defined]
+        self.channel.close()
 
     async def receive(self) -> Message:
         while True:
@@ -314,7 +314,7 @@ class WebSocketSession:
             if not message.get("more_body", False):
                 self.channel.send_response(body + self.denial.end(), True)
                 self.state = CLOSED
-                self.channel.close()  # type: ignore[attr-defined]
+                self.channel.close()
             elif body:
                 self.channel.send_response(body, False)
         else:
