@@ -15,7 +15,6 @@ from pronghorn.apps.cycle import CycleHooks, CycleSettings
 from pronghorn.apps.loading import is_asgi_app
 from pronghorn.apps.websocket import handshake_error, is_upgrade
 from pronghorn.config import Config
-from pronghorn.config.declared.asgi import event_loop
 from pronghorn.http import EndOfMessage, RequestHead, RequestParser, ResponseFramer
 from pronghorn.http.errors import InvalidResponseHeader, InvalidResponseHeaderName
 from pronghorn.workers.registry import resolve_worker_class, worker_class_label
@@ -140,12 +139,6 @@ def test_asgi_worker_names(name: str) -> None:
     label = worker_class_label(name, worker_class)
     assert label.startswith("asgi")
     assert ("uvicorn is not used" in label) == ("uvicorn" in name)
-
-
-def test_asgi_loop_values() -> None:
-    assert event_loop(" AsyncIO ") == "asyncio"
-    with pytest.raises(ValueError):
-        event_loop("trio")
 
 
 # --- one exchange ----------------------------------------------------------------------------------

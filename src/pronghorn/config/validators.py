@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import grp
 import importlib
+import importlib.util
 import inspect
 import os
 import pwd
@@ -367,3 +368,14 @@ def tcp_address(value: Any) -> str | None:
 def lowercase_string(value: Any) -> str:
     """A string compared without case (``loglevel``); None is the empty string."""
     return (string(value) or "").lower()
+
+
+_LOOP_CHOICE = choice("auto", "asyncio", "uvloop")
+
+
+def event_loop(value: Any) -> str:
+    """``asgi_loop``: a choice, and ``uvloop`` only where it is installed."""
+    loop: str = _LOOP_CHOICE(value)
+    if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise ValueError("uvloop is not installed (pip install uvloop); expected auto or asyncio")
+    return loop

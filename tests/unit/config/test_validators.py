@@ -28,6 +28,7 @@ def test_every_validator_used_is_covered_here() -> None:
         "boolean", "integer", "positive_integer", "octal_or_int", "string", "list_of_strings", "comma_list",
         "address_list", "choice", "choice_or_switch", "dictionary", "directory", "files_or_patterns", "user_id",
         "group_id", "class_or_string", "hook", "post_request_hook", "statsd_address", "tcp_address", "lowercase_string",
+        "event_loop",
     }
     assert names <= covered, names - covered
 
@@ -298,3 +299,9 @@ def test_lowercase_string() -> None:
     assert validators.lowercase_string(" INFO ") == "info"
     assert validators.lowercase_string("warn") == "warn"  # not a level: info is used, with a warning at start
     assert validators.lowercase_string(None) == ""
+
+
+def test_event_loop() -> None:
+    assert validators.event_loop(" AsyncIO ") == "asyncio"
+    assert validators.event_loop("auto") == "auto"
+    rejects(validators.event_loop, "trio", "expected one of auto, asyncio, uvloop")

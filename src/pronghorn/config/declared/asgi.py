@@ -3,21 +3,8 @@ a "Server Mechanics" setting, is declared with the other request-shaping ones in
 
 from __future__ import annotations
 
-import importlib.util
-from typing import Any
-
 from pronghorn.config import validators
 from pronghorn.config.setting import Setting
-
-_LOOP_CHOICE = validators.choice("auto", "asyncio", "uvloop")
-
-
-def event_loop(value: Any) -> str:
-    """``asgi_loop``: a choice, and ``uvloop`` only where it is installed."""
-    loop: str = _LOOP_CHOICE(value)
-    if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
-        raise ValueError("uvloop is not installed (pip install uvloop), or use auto or asyncio")
-    return loop
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -25,7 +12,7 @@ SETTINGS: tuple[Setting, ...] = (
         section="Worker Processes",
         cli=("--asgi-loop",),
         meta="STRING",
-        validator=event_loop,
+        validator=validators.event_loop,
         default="auto",
         desc="The event loop of ASGI workers: auto (uvloop when installed), asyncio or uvloop.",
         details=(
