@@ -410,11 +410,12 @@ def test_background_work_after_the_response(project: Path) -> None:
 def test_lifespan_shutdown_runs_when_the_worker_stops(project: Path) -> None:
     with serve(project, "-w", "2") as (port, server):
         assert json.loads(_get(port, "/scope")[2])["state"] == {"greeting": "hello from startup"}
-        deadline = time.monotonic() + 10
-        while len(workers := _worker_pids(server.pid)) < 2 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 10  # both workers booted (their signal handlers in place)
+        while server.output().count("Serving an ASGI application") < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
-        time.sleep(0.5)  # both past their startup
-        server.stop()
+        workers = _worker_pids(server.pid)
+        server.signal(signal.SIGTERM)  # the master, which stops its workers
+        assert server.wait(15) == 0
     assert sorted(p.name for p in project.glob("shutdown-*")) == sorted(f"shutdown-{pid}" for pid in workers)
 
 

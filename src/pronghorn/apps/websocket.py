@@ -109,9 +109,7 @@ class WebSocketSession:
         self.close_reason = ""
         self.waiters: list[asyncio.Future[None]] = []
         self.denial: ResponseFramer | None = None  # the app answers the handshake with an HTTP response
-        self.denial_headers = False
         self.task: asyncio.Task[None] | None = None
-        self.subprotocol: str | None = None
 
     def start(self) -> None:
         if "Protocol" not in globals():
@@ -185,7 +183,7 @@ class WebSocketSession:
         wake_all(self.waiters)
 
     def _write_out(self) -> None:
-        """Send what the protocol produced; its end-of-stream marker (b"") closes the connection."""
+        """Send what the protocol produced; its end-of-stream marker (b"") half-closes the connection."""
         for data in self.protocol.data_to_send():
             if data:
                 try:
@@ -201,7 +199,6 @@ class WebSocketSession:
             self.close_code = code
             self.close_reason = reason
         wake_all(self.waiters)
-
 
     # --- the app's side ---
 
@@ -339,7 +336,6 @@ class WebSocketSession:
             lines.append(name + b": " + value + b"\r\n")
         lines.append(b"\r\n")
         self.channel.send_response(b"".join(lines), False)
-        self.subprotocol = subprotocol
         max_size = self.cycle.websocket_max_size or None
         self.protocol = Protocol(Side.SERVER, max_size=max_size)
         self.state = OPEN

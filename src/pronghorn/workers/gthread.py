@@ -99,9 +99,14 @@ class ThreadWorker(Worker):
         self.loop.call_soon(self._tick)
         try:
             if self.asgi is not None:
-                self.asgi.start()  # lifespan startup, before the first connection
-            self.admission.start()
-            self.loop.run_forever()
+                # The lifespan startup, before the first connection. A TERM meanwhile lets it finish
+                # (the loop is not left), so that the shutdown follows a whole startup.
+                self.left_loop = True
+                self.asgi.start()
+                self.left_loop = False
+            if self.alive:
+                self.admission.start()
+                self.loop.run_forever()
         finally:
             self.left_loop = True
             if self.asgi is not None:
