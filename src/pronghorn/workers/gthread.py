@@ -135,8 +135,6 @@ class ThreadWorker(Worker):
             self.sockets,
             self.worker_loop.accepted,
             max_connections=self.cfg.worker_connections,
-            # An ASGI app's requests are tasks: they never take the worker's last thread, so it never
-            # shows itself busy to siblings, and connections are spread by their counts alone.
             threads=threads,
             seat=self.board_seat if self.cfg.workers > 1 else None,
             log=self.log,
