@@ -57,6 +57,20 @@ def _warn(message: str) -> None:
 class OptionalBuildExt(build_ext):
     """If compiling fails, the modules are left as Python instead of failing the install."""
 
+    def finalize_options(self) -> None:
+        # mypyc here, not when setup.py is loaded: a build loads it once per step (requirements,
+        # metadata, the wheel), and only the step that builds extensions needs the compiled modules.
+        # Once: the command may be finalized again (a re-initialised build_ext), on the same list.
+        # (egg_info finalizes build_ext too, only to list the sources: nothing to compile then)
+        modules = self.distribution.ext_modules or []
+        building = bool(set(self.distribution.commands) & {"bdist_wheel", "build", "build_ext", "install"})
+        if building and not any(getattr(module, "_pronghorn_mypyc", False) for module in modules):
+            compiled = compiled_modules()
+            for module in compiled:
+                module._pronghorn_mypyc = True
+            self.distribution.ext_modules = [*compiled, *modules]
+        super().finalize_options()
+
     def run(self) -> None:
         # An earlier build's modules left in build/ would ship with this one: only this build's go.
         wanted = {Path(self.get_ext_fullpath(ext.name)).resolve() for ext in self.extensions}
@@ -94,6 +108,7 @@ def native_modules() -> list[Any]:
 def compiled_modules() -> list[Any]:
     if not compiling():
         return []
+    print("pronghorn: compiling the request path with mypyc (about 30 s)", file=sys.stderr)
     try:
         from mypyc.build import mypycify
     except ImportError:
@@ -110,4 +125,5 @@ def compiled_modules() -> list[Any]:
         return []
 
 
-setup(ext_modules=compiled_modules() + native_modules(), cmdclass={"build_ext": OptionalBuildExt})
+# The C modules make this a platform build; build_ext adds mypyc's to them (OptionalBuildExt.run).
+setup(ext_modules=native_modules(), cmdclass={"build_ext": OptionalBuildExt})

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
-from pronghorn import __version__
+from pronghorn import __version__, build
 from pronghorn.config.declared import ALL_SETTINGS
 from pronghorn.config.setting import Setting
 from pronghorn.errors import ConfigError
@@ -57,7 +57,7 @@ def build_parser(
 ) -> argparse.ArgumentParser:
     parser = _Parser(usage=usage, prog=prog, formatter_class=_Formatter)
     parser.add_argument(
-        "-v", "--version", action="version", version=f"%(prog)s (version {__version__})"
+        "-v", "--version", action="version", version=f"%(prog)s (version {__version__}, {build.description()})"
     )
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     for setting in settings:

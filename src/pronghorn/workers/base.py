@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pronghorn.apps.cycle import CycleHooks, CycleSettings, Request, RequestCycle
 from pronghorn.apps.loading import is_asgi_app
 from pronghorn.apps.wsgi import Response
+from pronghorn import build
 from pronghorn.config import Config
 from pronghorn.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppImportError, AppModuleNotFound
 from pronghorn.logs import Logger
@@ -134,6 +135,9 @@ class Worker:
         except Exception:
             self.log.exception("Could not set up TLS")
             sys.exit(WORKER_BOOT_ERROR)
+        uncompiled = build.uncompiled_warning()
+        if uncompiled:
+            self.log.warning(uncompiled)
         self.load_wsgi()
         assert self.wsgi is not None
         self.cycle = self.make_cycle()
