@@ -38,6 +38,7 @@ class ResponseReader:
         self.sock = sock
         self.buf = bytearray()
         self.received = 0
+        self.closing = False  # the last response said "Connection: close"
 
     def read(self) -> tuple[int, bytes]:
         """The next final response as (status, body); ConnectionError if the server closes first."""
@@ -50,6 +51,7 @@ class ResponseReader:
                     del self.buf[:end + 4]
                     continue
                 total = end + 4 + length
+                self.closing = says_close(bytes(self.buf[:end]))
                 while len(self.buf) < total:
                     self._fill()
                 body = bytes(self.buf[end + 4:total])
@@ -73,6 +75,14 @@ def content_length(head: bytes) -> int:
     return 0
 
 
+def says_close(head: bytes) -> bool:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"connection" and b"close" in value.lower():
+            return True
+    return False
+
+
 def percentile(values: list[float], fraction: float) -> float:
     if not values:
         return math.inf
@@ -94,6 +104,9 @@ class LoadResult:
     latencies: list[float]  # seconds, one per request; a failed request counts as infinitely slow
     elapsed: float
     errors: list[str] = field(default_factory=list)
+    retried: int = 0  # requests answered on a second connection after a kept-alive one was closed unanswered
+    refused: int = 0  # connections refused once ``refused_ends`` (a stopped server), not failures
+    finished_at: list[float] = field(default_factory=list)  # monotonic end of each answered request
 
     @property
     def throughput(self) -> float:
@@ -110,16 +123,26 @@ class LoadResult:
     def summary(self) -> str:
         text = (f"{self.completed} ok / {self.failed} failed in {self.elapsed:.1f}s = {self.throughput:.0f} req/s, "
                 f"p50 {ms(percentile(self.latencies, 0.5))}, p99 {ms(self.p99)}, max {ms(self.worst)}")
+        if self.retried:
+            text += f", {self.retried} retried on a new connection"
+        if self.refused:
+            text += f", {self.refused} refused after the stop"
         if self.errors:
             text += f" (first error: {self.errors[0]})"
         return text
+
+    def rate_between(self, start: float, end: float) -> float:
+        """Answered requests per second between two ``time.monotonic()`` moments."""
+        count = sum(1 for moment in self.finished_at if start <= moment < end)
+        return count / (end - start) if end > start else 0.0
 
 
 def merged(*results: LoadResult) -> LoadResult:
     return LoadResult(
         completed=sum(r.completed for r in results), failed=sum(r.failed for r in results),
         latencies=[x for r in results for x in r.latencies], elapsed=sum(r.elapsed for r in results),
-        errors=[e for r in results for e in r.errors],
+        errors=[e for r in results for e in r.errors], retried=sum(r.retried for r in results),
+        refused=sum(r.refused for r in results), finished_at=[t for r in results for t in r.finished_at],
     )
 
 
@@ -129,12 +152,13 @@ class RequestLoad:
     ``mode``: "keep-alive" (one persistent connection per thread), "new" (a new connection for every
     request, ``Connection: close``), or "mixed" (half the threads each). ``pace``: seconds between
     the starts of a thread's requests (0 = as fast as answers come). A run by ``requests`` still
-    ends after ``max_seconds``.
+    ends after ``max_seconds``; ``stop()`` ends any run early. With ``refused_ends``, a refused
+    connection ends its thread and is counted apart (the server under test was stopped on purpose).
     """
 
     def __init__(self, port: int, *, threads: int = 4, path: str = "/hello", mode: str = "mixed",
                  pace: float = 0.0, duration: float = 3.0, requests: int | None = None, timeout: float = 5.0,
-                 max_seconds: float = 60.0) -> None:
+                 max_seconds: float = 60.0, refused_ends: bool = False) -> None:
         self.port = port
         self.threads = threads
         self.mode = mode
@@ -142,6 +166,7 @@ class RequestLoad:
         self.duration = duration
         self.requests = requests
         self.timeout = timeout
+        self.refused_ends = refused_ends
         self.seconds = duration if requests is None else max_seconds
         self.request = f"GET {path} HTTP/1.1\r\nHost: {ADDRESS}\r\n\r\n".encode()
         self.closing_request = f"GET {path} HTTP/1.1\r\nHost: {ADDRESS}\r\nConnection: close\r\n\r\n".encode()
@@ -150,6 +175,10 @@ class RequestLoad:
         self._errors: list[str] = []
         self._completed = 0
         self._failed = 0
+        self._retried = 0
+        self._refused = 0
+        self._finished_at: list[float] = []
+        self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
         self._started = 0.0
 
@@ -165,6 +194,10 @@ class RequestLoad:
             thread.start()
             self._workers.append(thread)
 
+    def stop(self) -> LoadResult:
+        self._stop.set()
+        return self.join()
+
     def join(self) -> LoadResult:
         # Each thread ends by its own deadline; a request in progress then may take ``timeout`` more.
         limit = self._started + self.seconds + 2 * self.timeout + 5
@@ -172,7 +205,8 @@ class RequestLoad:
             thread.join(timeout=max(0.1, limit - time.monotonic()))
         elapsed = time.monotonic() - self._started
         with self._lock:
-            return LoadResult(self._completed, self._failed, list(self._latencies), elapsed, list(self._errors[:5]))
+            return LoadResult(self._completed, self._failed, list(self._latencies), elapsed, list(self._errors[:5]),
+                              self._retried, self._refused, list(self._finished_at))
 
     def _client(self, keep_alive: bool) -> None:
         start = time.monotonic()
@@ -182,7 +216,8 @@ class RequestLoad:
         reader: ResponseReader | None = None
         done = 0
         try:
-            while time.monotonic() < deadline and (self.requests is None or done < self.requests):
+            while (time.monotonic() < deadline and not self._stop.is_set()
+                   and (self.requests is None or done < self.requests)):
                 if self.pace:
                     delay = next_at - time.monotonic()
                     if delay > 0:
@@ -191,8 +226,10 @@ class RequestLoad:
                 done += 1
                 began = time.perf_counter()
                 error = None
+                refused = False
                 for attempt in (0, 1):
                     reused = sock is not None
+                    received_before = reader.received if reused and reader is not None else 0
                     try:
                         if sock is None:
                             sock = socket.create_connection((ADDRESS, self.port), timeout=self.timeout)
@@ -201,24 +238,31 @@ class RequestLoad:
                         sock.sendall(self.request if keep_alive else self.closing_request)
                         status, _ = reader.read()
                         error = None if status == 200 else f"status {status}"
-                        if not keep_alive:
+                        if not keep_alive or reader.closing:  # the server's "Connection: close" too
                             sock.close()
                             sock = None
                         break
                     except (OSError, ConnectionError, ValueError) as exc:
                         error = f"{type(exc).__name__}: {exc}"
+                        refused = isinstance(exc, ConnectionRefusedError) and sock is None
                         if sock is not None:
                             sock.close()
                             sock = None
                         # A kept-alive connection the server closed while idle: retry once on a new one,
                         # as HTTP clients do (a request that was never answered).
-                        if not (reused and attempt == 0 and reader is not None and reader.received == 0):
+                        if not (reused and attempt == 0 and reader is not None and reader.received == received_before):
                             break
                 latency = time.perf_counter() - began
+                if refused and self.refused_ends:
+                    with self._lock:
+                        self._refused += 1
+                    return
                 with self._lock:
                     if error is None:
                         self._completed += 1
                         self._latencies.append(latency)
+                        self._finished_at.append(time.monotonic())
+                        self._retried += attempt
                     else:
                         self._failed += 1
                         self._latencies.append(math.inf)

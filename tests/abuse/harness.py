@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -196,6 +197,7 @@ class AbuseServer:
         self.workers = workers
         self.workdir = workdir
         self.pids: list[int] = []
+        self.extra_pids: list[int] = []  # processes it started that outlive it (a USR2 upgrade's new master)
         self.fd_baseline: dict[int, int] = {}
         self._memory_before: dict[int, int] = {}
 
@@ -315,6 +317,20 @@ class AbuseServer:
         return growth
 
 
+def stop_pid(pid: int, grace: float = 10.0) -> None:
+    """TERM a process this suite started indirectly, then KILL it if it is still there after ``grace``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def abuse_server(workdir: Path, worker: str, *extra: str, workers: int = 2) -> Iterator[AbuseServer]:
     """``pronghorn abuseapp:app`` with the given worker (a key of ``serving.WORKER_ARGS``), ready."""
@@ -323,5 +339,9 @@ def abuse_server(workdir: Path, worker: str, *extra: str, workers: int = 2) -> I
     cmd = pronghorn_cmd(app, "-b", f"127.0.0.1:{port}", "-w", str(workers), *WORKER_ARGS[worker], *extra)
     with running(cmd, cwd=workdir, port=port) as server:
         handle = AbuseServer(server, port, workers, workdir)
-        handle.wait_ready()
-        yield handle
+        try:
+            handle.wait_ready()
+            yield handle
+        finally:
+            for pid in handle.extra_pids:
+                stop_pid(pid)

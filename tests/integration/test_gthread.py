@@ -71,6 +71,16 @@ def app(environ, start_response):
     if path == "/file":  # no Content-Length: chunked around the file on HTTP/1.1
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return environ["wsgi.file_wrapper"](open(os.path.join(os.getcwd(), "data.bin"), "rb"))
+    if path == "/asyncio":  # synchronous code may run an event loop of its own, as in any server
+        import asyncio
+        try:
+            asyncio.get_running_loop()
+            seen = b"a running loop"
+        except RuntimeError:
+            seen = b"no running loop"
+        body = seen + b", asyncio.run: " + asyncio.run(asyncio.sleep(0, result=b"ok"))
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
     if path == "/upload":
         in_files = upload_files_open()
         size = 0
@@ -234,6 +244,13 @@ def test_several_requests_on_one_connection(shared: Shared) -> None:
             assert what == f"GET /n{index}".encode()
             pids.add(pid)
         assert len(pids) == 1  # the same worker, over the same connection
+
+
+def test_an_app_run_inline_does_not_see_the_workers_event_loop(shared: Shared) -> None:
+    """Django's ORM refuses to run where a loop is running, and asyncio.run() cannot nest."""
+    for _ in range(2):  # and the loop is still there for the worker after the first
+        status, _, body = http_get(shared.port, "/asyncio")
+        assert (status, body) == (200, b"no running loop, asyncio.run: ok")
 
 
 def test_idle_keep_alive_connection_is_closed_after_keepalive_seconds(shared: Shared) -> None:

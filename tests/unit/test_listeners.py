@@ -6,6 +6,7 @@ import errno
 import os
 import socket
 import stat
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -25,7 +26,7 @@ def opened() -> Iterator[list[Listener]]:
         yield listeners
     finally:
         for listener in listeners:
-            listener.close(unlink=True)
+            listener.close(last_owner=True)
 
 
 @pytest.fixture
@@ -153,12 +154,40 @@ def test_unix_socket_umask(opened: list[Listener], short_tmp: Path) -> None:
 def test_close_unlinks_only_when_asked(short_tmp: Path) -> None:
     path = short_tmp / "a.sock"
     kept = create_listener(UnixAddress(str(path)), backlog=BACKLOG)
-    kept.close(unlink=False)
+    kept.close(last_owner=False)
     assert path.exists()
     removed = create_listener(UnixAddress(str(path)), backlog=BACKLOG)  # stale file replaced
-    removed.close(unlink=True)
+    removed.close(last_owner=True)
     assert not path.exists()
-    removed.close(unlink=True)  # closing twice is harmless
+    removed.close(last_owner=True)  # closing twice is harmless
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a socket filter drops the handshakes (Linux)")
+def test_the_last_owner_closing_a_tcp_socket_keeps_the_queue_and_takes_no_newcomer() -> None:
+    """As when a server stops: the master closes its socket, its worker (here a duplicate
+    descriptor) still takes what was queued; a connection made after that is never queued."""
+    listener = create_listener(TcpAddress("127.0.0.1", 0), backlog=BACKLOG)
+    port = listener.socket.getsockname()[1]
+    worker_copy = socket.socket(fileno=os.dup(listener.fileno()))
+    queued = socket.create_connection(("127.0.0.1", port), timeout=2)
+    try:
+        queued.sendall(b"ping")
+        listener.close(last_owner=True)
+        with pytest.raises(TimeoutError):  # the SYN is dropped: no connection to reset later
+            socket.create_connection(("127.0.0.1", port), timeout=0.3).close()
+        worker_copy.settimeout(2)
+        taken, _ = worker_copy.accept()
+        with taken:
+            assert taken.recv(4) == b"ping"
+        worker_copy.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            worker_copy.accept()
+        worker_copy.close()
+        with pytest.raises(ConnectionRefusedError):  # once no process holds it
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        queued.close()
+        worker_copy.close()
 
 
 def test_stale_unix_socket_is_replaced(opened: list[Listener], short_tmp: Path) -> None:

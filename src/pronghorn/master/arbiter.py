@@ -298,7 +298,7 @@ class Arbiter:
             self.log.error("Reload could not bind the new addresses, keeping the old ones: %s", exc)
             return
         for listener in self.listeners:
-            listener.close(unlink=True)
+            listener.close(last_owner=True)
         self.addresses, self.listeners = addresses, listeners
         for listener in self.listeners:
             self.log.info("Listening at: %s (%s)", listener, self.pid)
@@ -519,10 +519,10 @@ class Arbiter:
     def stop(self, graceful: bool = True) -> None:
         """Close the listeners, ask workers to stop, wait up to ``graceful_timeout``, then kill."""
         self.notifier.stopping()
-        # A unix socket file stays while another master (upgrade) or systemd still serves from it.
-        unlink = not (self.reexec_pid or self.master_pid or self.systemd)
+        # The sockets stay while another master (upgrade) or systemd still serves from them.
+        last_owner = not (self.reexec_pid or self.master_pid or self.systemd)
         for listener in self.listeners:
-            listener.close(unlink=unlink)
+            listener.close(last_owner=last_owner)
         self.listeners = []
         self.signal_workers(signal.SIGTERM if graceful else signal.SIGQUIT)
         quick_limit = f"the quick-stop limit ({QUICK_STOP_SECONDS:g}s)"

@@ -11,6 +11,7 @@ import os
 import socket
 import stat
 import struct
+import sys
 import time
 from typing import Callable, Sequence
 
@@ -58,10 +59,14 @@ class Listener:
         # For a listening socket the kernel reports the accept-queue length as tcpi_unacked.
         return int(struct.unpack_from("I", info, _TCPI_UNACKED_OFFSET)[0]) if len(info) >= 28 else None
 
-    def close(self, unlink: bool = False) -> None:
-        """Close the socket; remove the unix socket file too when ``unlink`` is true."""
+    def close(self, last_owner: bool = False) -> None:
+        """Close the socket. ``last_owner``: the socket ends with this server (no upgraded master or
+        systemd keeps it), so no new connection may join the queue its workers are about to take,
+        and a unix socket's file goes."""
+        if last_owner:
+            _refuse_handshakes(self.socket)
         self.socket.close()
-        if unlink and isinstance(self.bound, UnixAddress) and _is_filesystem_path(self.bound.path):
+        if last_owner and isinstance(self.bound, UnixAddress) and _is_filesystem_path(self.bound.path):
             try:
                 os.unlink(self.bound.path)
             except FileNotFoundError:
@@ -113,7 +118,7 @@ def create_listeners(
             )
     except BaseException:
         for listener in listeners:
-            listener.close(unlink=listener.is_unix)
+            listener.close(last_owner=listener.is_unix)
         raise
     return listeners
 
@@ -280,6 +285,29 @@ def _bound_address(sock: socket.socket) -> TcpAddress | UnixAddress:
 def _finish(sock: socket.socket) -> None:
     sock.set_inheritable(False)
     sock.setblocking(False)
+
+
+# A classic BPF program of one instruction, "return 0" (BPF_RET | BPF_K): every packet is dropped.
+_DROP_EVERY_PACKET = struct.pack("HBBI", 0x06, 0, 0, 0)
+_SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
+
+
+def _refuse_handshakes(sock: socket.socket) -> None:
+    """Linux TCP: drop new handshakes from now on; connections already queued stay to be accepted.
+
+    Without it, every connection the kernel completes while the workers drain (up to
+    ``graceful_timeout``) waits in a queue nobody takes and is reset, request sent, when the last
+    worker exits. A dropped SYN is retried by the client and refused once the socket is gone.
+    """
+    if not sys.platform.startswith("linux") or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    import ctypes
+
+    program = ctypes.create_string_buffer(_DROP_EVERY_PACKET)
+    try:  # struct sock_fprog: the program's length, then a pointer to it (copied by the kernel)
+        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, struct.pack("HP", 1, ctypes.addressof(program)))
+    except OSError:
+        pass
 
 
 def _is_filesystem_path(path: str) -> bool:

@@ -251,6 +251,12 @@ class Worker:
         if self.metrics is not None:
             self.metrics.exit_reason(reason)
 
+    def close_listeners(self) -> None:
+        """A stopping worker's copies of the listening sockets, once it took its share of the queue:
+        when every worker has closed them, a server going away refuses new connections at once."""
+        for listener in self.sockets:
+            listener.socket.close()
+
     def parent_alive(self) -> bool:
         if os.getppid() != self.ppid:
             self.log.info("Parent changed, shutting down: %s", self)

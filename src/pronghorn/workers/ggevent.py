@@ -70,9 +70,11 @@ class GeventWorker(SyncWorker):
                 gevent.sleep(HEARTBEAT_EVERY)
         finally:
             gevent.killall(acceptors)
-        if self.draining:
-            for listener, sock in servers:
+        for listener, sock in servers:
+            if self.draining:
                 self._take_backlog(listener, sock)
+            sock.close()
+        self.close_listeners()
         self._wait_for_connections()
 
     def _accept_loop(self, listener: Listener, sock: socket.socket) -> None:

@@ -181,6 +181,7 @@ class ThreadWorker(Worker):
             self.admission.stop()
             if self.draining:
                 self.admission.take_backlog()
+            self.close_listeners()
             if self.asgi is not None:
                 self.asgi.going_away(self.worker_loop.connections)
         # Idle keep-alive connections are not cut at once: a request already on its way would be

@@ -1,0 +1,19 @@
+#!/usr/bin/env python
+"""Django's command-line utility for this example (``python manage.py check``, ``runserver``...).
+
+To serve it with pronghorn instead, see README.md.
+"""
+
+import os
+import sys
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_site.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
+
+
+if __name__ == "__main__":
+    main()
