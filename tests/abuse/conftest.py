@@ -1,4 +1,5 @@
-"""The abuse suite: real servers on loopback under hostile clients (see ``harness`` and ``clients``).
+"""The abuse suite: real servers on loopback under hostile clients (see ``harness`` and ``clients``),
+faults under load (``test_faults_under_load``) and reloads behind nginx (``test_behind_nginx``).
 
 Each case records what it measured in a ``figures`` fixture; a plain ``python -m pytest tests/abuse``
 prints them all at the end, passing cases as well as failing ones.
@@ -33,7 +34,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
     cases = config.stash.get(_FIGURES, [])
     if not cases:
         return
-    terminalreporter.section("abuse suite figures")
+    terminalreporter.section("abuse suite figures (hostile clients, faults under load, behind nginx)")
     for case in cases:
         verdict = "FAILED" if case.failures else "passed"
         terminalreporter.write_line(f"{case.name}: {verdict}")

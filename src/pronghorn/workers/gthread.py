@@ -93,7 +93,14 @@ class ThreadWorker(Worker):
 
     def run(self) -> None:
         self.prepare(new_event_loop(self.cfg.asgi_loop if self.asgi is not None else "auto"))
-        asyncio.set_event_loop(self.loop)
+        if self.asgi is None:
+            # A WSGI app is synchronous code: on this thread the loop is the server's, never the
+            # app's. asyncio.get_running_loop() raises here as in any thread of a sync server, or
+            # Django's ORM, its async views (async_to_sync) and asyncio.run() refuse to work. Hidden
+            # once, at the loop's first pass: nothing of the worker asks asyncio for it.
+            self.loop.call_soon(asyncio._set_running_loop, None)
+        else:
+            asyncio.set_event_loop(self.loop)
         self.loop.set_exception_handler(self._loop_error)
         self.loop.add_reader(self.wake_fd, self._drain_wake_pipe)
         self.loop.call_soon(self._tick)

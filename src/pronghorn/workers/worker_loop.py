@@ -185,9 +185,6 @@ class WorkerLoop:
         if limit:
             previous = signal.signal(signal.SIGALRM, self._request_timed_out)
             signal.setitimer(signal.ITIMER_REAL, max(0.001, limit - (monotonic() - started)))
-        # A WSGI app is synchronous code: it must not find this thread's loop running (Django's
-        # async_to_sync and its ORM's async-context check, asyncio.run() would refuse to work).
-        asyncio._set_running_loop(None)
         try:
             return exchange.step()
         except (RequestTimedOut, WorkerAborted):  # raised outside the app (a hook, the access log)
@@ -195,7 +192,6 @@ class WorkerLoop:
             exchange.finalise()
             return True
         finally:
-            asyncio._set_running_loop(self.loop)
             if limit:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, previous)
