@@ -53,6 +53,9 @@ class Exporter:
         self.retired = [0] * CELLS
         self.restarts = dict.fromkeys(RESTART_REASONS, 0)
         self.lock = threading.Lock()  # between the scraping thread and the master's reaping
+        # Held by the scraping thread while it imports what a scrape needs, and by the master around
+        # each fork: a worker forked while a module's import lock was held would wait for ever.
+        self.fork_guard = threading.Lock()
         try:
             # SO_REUSEPORT: a new master (USR2) serves beside the old one until that one stops.
             self.sock = socket.create_server(address, family=socket.AF_INET6 if ":" in address[0] else socket.AF_INET,
@@ -100,15 +103,25 @@ class Exporter:
     # --- the scraping thread ---
 
     def _serve(self) -> None:
+        imported = False
         while True:
             try:
                 client, _ = self.sock.accept()
             except OSError:
                 return  # closed: the master is stopping
+            if not imported:
+                with self.fork_guard:
+                    import pronghorn.http  # noqa: F401
+
+                    self.render()  # (whatever rendering imports)
+                imported = True
             with client:
                 client.settimeout(5.0)
                 try:
                     self._answer(client)
+                    # A worker forked meanwhile holds a copy of this descriptor: closing ours alone
+                    # would not end the connection.
+                    client.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
 

@@ -457,6 +457,20 @@ def test_large_body_is_spooled_to_tmp_upload_dir(shared: Shared) -> None:
     assert int(in_files) == 1  # while the app ran, the body was an open file in tmp_upload_dir
 
 
+def test_a_body_that_cannot_be_spilled_is_answered_500_and_logged(workdir: Path) -> None:
+    (workdir / "nowhere.conf.py").write_text(f"tmp_upload_dir = {str(workdir / 'missing' / 'dir')!r}\n")
+    with gthread(workdir, "-c", "nowhere.conf.py") as (port, server), Client(port) as client:
+        # Past the 1 MiB kept in memory, and then nothing more: every byte sent has been read when
+        # the server closes, so its answer is not lost to a reset.
+        client.send(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (4 << 20))
+        client.send(b"u" * ((1 << 20) + 4096))
+        status, headers, _ = client.response()
+        assert (status, headers["connection"]) == (500, "close")
+        out = server.wait_for_output("Cannot store a request body in tmp_upload_dir")
+        assert "No such file or directory" in out
+        assert http_get(port, "/n")[0] == 200  # the worker serves on
+
+
 def test_64_mib_upload_costs_far_less_than_64_mib_of_memory(shared: Shared) -> None:
     pid = worker_pid(shared.port)
     before = memory_kib(pid, "VmRSS")

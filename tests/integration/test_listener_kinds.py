@@ -127,3 +127,23 @@ def test_without_reuse_port_a_second_server_cannot_bind_the_port(app_dir: Path) 
         with running(cmd, cwd=app_dir) as second:
             assert second.proc.wait(timeout=60) != 0  # after its bind retries
             assert "Address already in use" in second.output()
+
+
+def test_a_hup_that_changes_bind_keeps_the_sockets_systemd_passed(app_dir: Path) -> None:
+    """Under socket activation the sockets are systemd's: a new ``bind`` is not taken, and the old
+    sockets are not closed (nor, on Linux, made to drop handshakes for systemd's next start)."""
+    port, other = free_port(), free_port()
+    (app_dir / "conf.py").write_text(f"bind = ['127.0.0.1:{port}']\n")
+    cmd = [sys.executable, "launch.py", "3", str(port), "activation", "kindsapp:app", "-c", "conf.py", "-w", "1"]
+    with running(cmd, cwd=app_dir, port=port) as server:
+        server.wait_for_output("Booting worker")
+        (app_dir / "conf.py").write_text(f"bind = ['127.0.0.1:{other}']\n")
+        server.signal(signal.SIGHUP)
+        out = server.wait_for_output("bind changed, but the sockets are systemd's")
+        assert "Listening on the sockets systemd passed" in out
+        server.wait_for_output("Booting worker with pid", timeout=15)
+        time.sleep(0.5)
+        for _ in range(3):
+            assert _get(socket.AF_INET, ("127.0.0.1", port))["remote"] == "127.0.0.1"
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", other), timeout=2).close()

@@ -236,3 +236,27 @@ def test_a_hup_that_moves_metrics_bind_is_refused(app_dir: Path) -> None:
         server.signal(signal.SIGHUP)
         server.wait_for_output("Reload failed, keeping the current configuration: Invalid value for metrics_bind")
         assert "pronghorn_workers" in _scrape(metrics_port)
+
+
+def test_a_scrape_ends_even_when_a_worker_was_forked_during_it(app_dir: Path) -> None:
+    """A worker forked while the master answers a scrape holds a copy of that connection: the
+    master must end the connection itself, or a client reading to the end waits for ever."""
+    port, metrics_port = free_port(), free_port()
+    cmd = pronghorn_cmd("metricsapp:app", "-b", f"127.0.0.1:{port}", "-w", "1", "--metrics-bind",
+                        f"127.0.0.1:{metrics_port}")
+    with running(cmd, cwd=app_dir, port=port) as server:
+        server.wait_for_port(metrics_port)
+        before = set(children_of(server.pid))
+        with socket.create_connection(("127.0.0.1", metrics_port), timeout=5) as scrape:
+            scrape.sendall(b"GET /metrics HTTP/1.1\r\nHost: m\r\n")  # the head is not complete yet
+            time.sleep(0.3)  # the master's thread has accepted it and waits for the rest
+            server.signal(signal.SIGTTIN)
+            deadline = time.monotonic() + 15
+            while not set(children_of(server.pid)) - before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert set(children_of(server.pid)) - before, "no worker was forked"
+            scrape.sendall(b"\r\n")
+            data = b""
+            while chunk := scrape.recv(65536):  # socket.timeout here: the connection never ended
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200 OK") and b"pronghorn_workers" in data

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import socket
 import time
@@ -60,3 +62,31 @@ def test_no_notify_socket_sends_nothing_and_an_unreachable_one_is_only_logged(pr
         assert http_get(port)[0] == 200
         out = server.wait_for_output("Could not notify the service manager")
     assert "nobody-listens.sock" in out and "Traceback" not in out
+
+
+def test_an_upgrade_hands_the_service_to_the_new_master(project: Path) -> None:
+    """USR2: the new master reports READY=1 with its own MAINPID; the old master, stopped after it,
+    does not report the service as stopping (with NotifyAccess=all systemd would believe it)."""
+    address = str(project / "notify.sock")
+    pidfile = project / "app.pid"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(address)
+        port = free_port()
+        cmd = pronghorn_cmd("exampleapi:app", "-b", f"127.0.0.1:{port}", "-p", str(pidfile))
+        with running(cmd, cwd=project, port=port, env={"NOTIFY_SOCKET": address}) as server:
+            assert _messages(listener, "READY")[-1]["MAINPID"] == str(server.pid)
+            server.signal(signal.SIGUSR2)
+            new_ready = _messages(listener, "READY")[-1]
+            new_master = int(new_ready["MAINPID"])
+            assert new_master != server.pid
+            try:
+                server.signal(signal.SIGTERM)
+                assert server.proc.wait(timeout=30) == 0
+                with pytest.raises(AssertionError, match="no STOPPING"):
+                    _messages(listener, "STOPPING", timeout=1.0)
+                assert http_get(port)[0] == 200
+                os.kill(new_master, signal.SIGTERM)
+                assert _messages(listener, "STOPPING")[-1]["STOPPING"] == "1"
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(new_master, signal.SIGKILL)

@@ -27,7 +27,7 @@ from pronghorn.master.daemon import flush_stdio
 from pronghorn.master.descriptors import raise_open_files_limit
 from pronghorn.master.monitoring import Monitoring
 from pronghorn.master.notify import ServiceNotifier
-from pronghorn.net.addresses import parse_address
+from pronghorn.net.addresses import parse_binds
 from pronghorn.proctitle import master_title, set_proc_title, worker_title
 from pronghorn.net.listeners import Listener, create_listeners, listeners_from_fds
 from pronghorn.net import tls
@@ -70,7 +70,7 @@ class Arbiter:
         self.start_cwd = str(self.cfg.settings["chdir"].default)
         self.worker_class = resolve_worker_class(self.cfg.worker_class, self.cfg.threads)
         self.board = ConnectionBoard()  # before any fork: every worker shares it
-        self.addresses = _parse_binds(self.cfg.bind)
+        self.addresses = parse_binds(self.cfg.bind)
         self.cfg.env  # noqa: B018 - validates raw_env before anything starts
         tls.check(self.cfg, self.worker_class)
 
@@ -78,7 +78,7 @@ class Arbiter:
     def check_settings(cfg: Config) -> None:
         """The checks that need more than one setting's validator (``--check-config`` runs them)."""
         worker_class = resolve_worker_class(cfg.worker_class, cfg.threads)
-        _parse_binds(cfg.bind)
+        parse_binds(cfg.bind)
         cfg.env  # noqa: B018
         tls.check(cfg, worker_class)
 
@@ -110,6 +110,8 @@ class Arbiter:
         inherited = reexec.inherited_fds(os.environ, self.pid)
         if inherited:
             self.listeners = listeners_from_fds(inherited, backlog=self.cfg.backlog)
+            if self.systemd:
+                self.log.info("Listening on the sockets systemd passed (LISTEN_FDS); bind is not used")
             for name in ("LISTEN_PID", "LISTEN_FDS", reexec.FD_VARIABLE):
                 self.start_environ.pop(name, None)
         else:
@@ -264,7 +266,7 @@ class Arbiter:
         try:
             self.app.reload()
             new_class = resolve_worker_class(self.app.cfg.worker_class, self.app.cfg.threads)
-            new_addresses = _parse_binds(self.app.cfg.bind)
+            new_addresses = parse_binds(self.app.cfg.bind)
             tls.check(self.app.cfg, new_class)  # new workers read the certificates again: they must load
             self.monitoring.check(self.app.cfg)
             self.log.setup(self.app.cfg)  # a broken logging configuration puts the previous one back
@@ -291,6 +293,9 @@ class Arbiter:
 
     def _rebind(self, addresses: list[Any]) -> None:
         """Listen on the new ``bind`` addresses; if that fails, keep serving on the old ones."""
+        if self.systemd:
+            self.log.warning("bind changed, but the sockets are systemd's (LISTEN_FDS): kept as they are")
+            return
         try:
             listeners = create_listeners(addresses, backlog=self.cfg.backlog, reuse_port=self.cfg.reuse_port,
                                          umask=self.cfg.umask, log=self.log.error, attempts=1)
@@ -298,7 +303,7 @@ class Arbiter:
             self.log.error("Reload could not bind the new addresses, keeping the old ones: %s", exc)
             return
         for listener in self.listeners:
-            listener.close(last_owner=True)
+            listener.close(last_owner=self._sole_owner())
         self.addresses, self.listeners = addresses, listeners
         for listener in self.listeners:
             self.log.info("Listening at: %s (%s)", listener, self.pid)
@@ -387,7 +392,8 @@ class Arbiter:
         # a TERM would only be queued in the child's copy of the master's queue and lost.
         signal.pthread_sigmask(signal.SIG_BLOCK, self._signal_numbers)
         try:
-            pid = os.fork()
+            with self.monitoring.fork_guard():
+                pid = os.fork()
         except BaseException:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, self._signal_numbers)
             self.board.release(worker.board_seat)
@@ -518,11 +524,10 @@ class Arbiter:
 
     def stop(self, graceful: bool = True) -> None:
         """Close the listeners, ask workers to stop, wait up to ``graceful_timeout``, then kill."""
-        self.notifier.stopping()
-        # The sockets stay while another master (upgrade) or systemd still serves from them.
-        last_owner = not (self.reexec_pid or self.master_pid or self.systemd)
+        if not self.reexec_pid:  # else the service goes on: the new master of an upgrade is its main pid
+            self.notifier.stopping()
         for listener in self.listeners:
-            listener.close(last_owner=last_owner)
+            listener.close(last_owner=self._sole_owner())
         self.listeners = []
         self.signal_workers(signal.SIGTERM if graceful else signal.SIGQUIT)
         quick_limit = f"the quick-stop limit ({QUICK_STOP_SECONDS:g}s)"
@@ -538,6 +543,10 @@ class Arbiter:
                     limit, deadline = quick_limit, time.monotonic() + QUICK_STOP_SECONDS
             time.sleep(0.1)
         self._kill_remaining_workers(f"it did not stop within {limit}")
+
+    def _sole_owner(self) -> bool:
+        """The sockets end with this master: no other master of an upgrade, nor systemd, keeps them."""
+        return not (self.reexec_pid or self.master_pid or self.systemd)
 
     def _kill_remaining_workers(self, why: str) -> None:
         for pid in list(self.workers):
@@ -581,16 +590,6 @@ class Arbiter:
             getattr(self.cfg, name)(*args)
         except Exception:
             self.log.exception("Exception in %s hook", name)
-
-
-def _parse_binds(binds: list[str]) -> list[Any]:
-    addresses = []
-    for bind in binds:
-        try:
-            addresses.append(parse_address(bind))
-        except ValueError as exc:
-            raise ConfigError(f"Invalid value for bind: {bind!r} ({exc})") from None
-    return addresses
 
 
 def _pidfile(path: str) -> Pidfile:

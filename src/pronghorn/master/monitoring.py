@@ -9,6 +9,7 @@ for good (TTOU, shutdown) is not a restart.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -63,6 +64,10 @@ class Monitoring:
         if not targets:
             return None
         return targets[0] if len(targets) == 1 else Fanout(targets)
+
+    def fork_guard(self) -> Any:
+        """Held around a fork (see ``Exporter.fork_guard``)."""
+        return self.exporter.fork_guard if self.exporter is not None else contextlib.nullcontext()
 
     def forked(self, pid: int, metrics: Any) -> None:
         if self.exporter is not None:

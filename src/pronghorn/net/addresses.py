@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import NamedTuple, Union
 
-__all__ = ["TcpAddress", "UnixAddress", "FdAddress", "Address", "parse_address"]
+from pronghorn.errors import ConfigError
+
+__all__ = ["TcpAddress", "UnixAddress", "FdAddress", "Address", "parse_address", "parse_binds"]
 
 _DIGITS = frozenset("0123456789")
 _MAX_PORT = 65535
@@ -95,3 +97,14 @@ def _parse_port(port_text: str) -> int:
 def _is_decimal(text: str) -> bool:
     # Only ASCII digits: int() would also take signs, spaces, underscores and other scripts' digits.
     return bool(text) and all(char in _DIGITS for char in text)
+
+
+def parse_binds(binds: list[str]) -> list[Address]:
+    """Every ``bind`` value, or one configuration error naming the first that does not parse."""
+    addresses = []
+    for bind in binds:
+        try:
+            addresses.append(parse_address(bind))
+        except ValueError as exc:
+            raise ConfigError(f"Invalid value for bind: {bind!r} ({exc})") from None
+    return addresses

@@ -258,7 +258,11 @@ class HttpConnection(asyncio.Protocol):
             if event_type is BodyData:
                 if not isinstance(self.body, SpooledBody):
                     self.body = SpooledBody(host.tmp_upload_dir)
-                self.body.write(event.data)  # type: ignore[union-attr]
+                try:
+                    self.body.write(event.data)  # type: ignore[union-attr]
+                except OSError as exc:
+                    self.cannot_store_body(exc)
+                    return
                 self.deadline = monotonic() + host.header_timeout
             elif event_type is RequestHead:
                 self.head = event  # type: ignore[assignment]
@@ -289,13 +293,24 @@ class HttpConnection(asyncio.Protocol):
             self.write_raw(exc.to_response())
         self.close()
 
+    def cannot_store_body(self, exc: OSError) -> None:
+        """A body past the spill threshold could not go to its temporary file: 500, once, then close."""
+        self.host.log.error("Cannot store a request body in tmp_upload_dir (%s): %s",
+                            self.host.tmp_upload_dir or "the system's temporary directory", exc)
+        self.write_raw(error_response(500, "Internal Server Error", "The request body could not be stored."))
+        self.close()
+
     def dispatch(self) -> bool:
         """Start the request whose body is complete; True if it is answered and the next may start."""
         head = self.head
         assert head is not None and self.output is not None
         host = self.host
         if self.body is not None:
-            self.body.finish()
+            try:
+                self.body.finish()
+            except OSError as exc:  # (the spilled body's last bytes are written here)
+                self.cannot_store_body(exc)
+                return False
         if head.expect_continue:
             # The loop sent 100 Continue when the head arrived; the app's first read must not repeat it.
             head = head._replace(expect_continue=False)
