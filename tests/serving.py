@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pronghorn
@@ -139,6 +139,56 @@ def children_of(pid: int) -> list[int]:
 
 def pronghorn_cmd(*args: str, module: str = "pronghorn") -> list[str]:
     return [sys.executable, "-m", module, *args]
+
+
+def wait_until(condition: Callable[[], object], timeout: float) -> bool:
+    """Poll ``condition`` every 20 ms until it is true or ``timeout`` seconds pass; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return bool(condition())
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def sd_notifications(sock: socket.socket, until: str, timeout: float = 20.0) -> list[dict[str, str]]:
+    """sd_notify datagrams read from ``sock``, as dicts, up to and including the first with ``until``."""
+    got: list[dict[str, str]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            data = sock.recv(4096)
+        except TimeoutError:
+            break
+        message = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+        got.append(message)
+        if until in message:
+            return got
+    raise AssertionError(f"no {until} notification within {timeout}s; got {got}")
+
+
+def http_request(port: int, method: str, path: str, body: bytes | None = None,
+                 headers: dict[str, str] | None = None, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+    """One request with ``http.client``; returns (status, lower-cased headers, body)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
 
 
 def http_get(port: int, path: str = "/", host: str = "127.0.0.1", timeout: float = 10.0,

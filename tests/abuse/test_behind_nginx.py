@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from serving import REPO, Server, children_of, free_port, pronghorn_cmd
+from serving import REPO, Server, children_of, free_port, process_alive, pronghorn_cmd, wait_until
 
 from abuse.clients import RequestLoad
 from abuse.harness import CaseFigures, stop_pid, write_app
@@ -72,39 +72,32 @@ class Instance:
     def workers(self) -> set[int]:
         return set(children_of(self.master))
 
-    def wait_workers(self, excluding: set[int] = frozenset(), timeout: float = 20.0) -> bool:  # type: ignore[assignment]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_workers(self, excluding: frozenset[int] = frozenset(), timeout: float = 20.0) -> bool:
+        def ready() -> bool:
             pids = self.workers()
-            if len(pids) == WORKERS and not pids & excluding:
-                return True
-            time.sleep(0.05)
-        return False
+            return len(pids) == WORKERS and not pids & excluding
+        return wait_until(ready, timeout)
 
     def reload(self, figures: CaseFigures) -> None:
         old = self.workers()
         began = time.monotonic()
         os.kill(self.master, signal.SIGHUP)
-        figures.check(self.wait_workers(excluding=old),
+        figures.check(self.wait_workers(excluding=frozenset(old)),
                       f"{self.socket.name}: HUP replaced every worker ({time.monotonic() - began:.2f} s)")
 
     def upgrade(self, figures: CaseFigures) -> None:
         began = time.monotonic()
         os.kill(self.master, signal.SIGUSR2)
         new_pidfile = Path(f"{self.pidfile}.2")
-        deadline = time.monotonic() + 20
-        while not new_pidfile.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(new_pidfile.exists, 20)
         new_master = int(new_pidfile.read_text()) if new_pidfile.exists() else 0
         if new_master:
             self.masters.append(new_master)
         old_master, self.master = self.master, new_master
         ready = bool(new_master) and self.wait_workers()
         os.kill(old_master, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while _alive(old_master) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        figures.check(ready and not _alive(old_master),
+        gone = wait_until(lambda: not process_alive(old_master), 20)
+        figures.check(ready and gone,
                       f"{self.socket.name}: USR2 started a new master, TERM stopped the old one "
                       f"({time.monotonic() - began:.2f} s)")
 
@@ -112,14 +105,6 @@ class Instance:
         for pid in reversed(self.masters[1:]):
             stop_pid(pid)
         self.server.stop()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.mark.slow
@@ -172,7 +157,7 @@ def test_reloads_and_upgrades_behind_nginx_fail_no_request(tmp_path: Path, figur
         figures.note(f"nginx access log: statuses {dict(statuses)}, by instance {dict(served)}")
         figures.check(set(statuses) == {"200"}, "every request nginx logged was answered 200")
         figures.check(all(served[f"{name}.sock"] > 100 for name in ("a", "b")), "both instances served")
-        figures.check(all(_alive(instance.master) for instance in instances), "both upgraded masters serve on")
+        figures.check(all(process_alive(instance.master) for instance in instances), "both upgraded masters serve on")
     finally:
         if nginx is not None:
             nginx.stop()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from serving import children_of
+from serving import children_of, process_alive, wait_until
 
 from abuse.clients import LoadResult, RequestLoad, ms
 from abuse.harness import AbuseServer, CaseFigures, abuse_server, fd_count
@@ -32,23 +32,6 @@ SETTLE = 1.0  # seconds of load before the fault, and after the server has recov
 CLIENTS = 8
 
 
-def _wait(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
 def _connections_held(server: AbuseServer, pid: int) -> int:
     """Accepted connections a worker holds now (its descriptors above its baseline)."""
     return max(0, fd_count(pid) - server.fd_baseline.get(pid, fd_count(pid)))
@@ -58,7 +41,7 @@ def _replaced(server: AbuseServer, gone: set[int]) -> Callable[[], bool]:
     """True once the master runs its full count of workers again, none of them in ``gone``."""
     def check() -> bool:
         pids = set(server.current_workers())
-        return len(pids) == server.workers and not pids & gone and all(_alive(pid) for pid in pids)
+        return len(pids) == server.workers and not pids & gone and all(process_alive(pid) for pid in pids)
     return check
 
 
@@ -83,7 +66,7 @@ def _crash(server: AbuseServer, figures: CaseFigures, timeline: Timeline) -> int
     held = _connections_held(server, victim)
     timeline.fault = time.monotonic()
     os.kill(victim, signal.SIGKILL)
-    recovered = _wait(_replaced(server, {victim}), 10)
+    recovered = wait_until(_replaced(server, {victim}), 10)
     timeline.recovered = time.monotonic()
     figures.check(recovered and timeline.recovered - timeline.fault < 2.0,
                   f"the killed worker replaced within 2 s (took {ms(timeline.recovered - timeline.fault)})")
@@ -97,9 +80,9 @@ def _hang(server: AbuseServer, figures: CaseFigures, timeline: Timeline) -> int:
     timeline.fault = time.monotonic()
     os.kill(victim, signal.SIGSTOP)  # a hung process: no heartbeat, no accept, no answer
     try:
-        recovered = _wait(_replaced(server, {victim}), TIMEOUT + 10)
+        recovered = wait_until(_replaced(server, {victim}), TIMEOUT + 10)
     finally:
-        if _alive(victim):
+        if process_alive(victim):
             os.kill(victim, signal.SIGCONT)
     timeline.recovered = time.monotonic()
     took = timeline.recovered - timeline.fault
@@ -114,7 +97,7 @@ def _hup(server: AbuseServer, figures: CaseFigures, timeline: Timeline) -> int:
     old = set(server.pids)
     timeline.fault = time.monotonic()
     server.server.signal(signal.SIGHUP)
-    recovered = _wait(_replaced(server, old), 20)
+    recovered = wait_until(_replaced(server, old), 20)
     timeline.recovered = time.monotonic()
     figures.check(recovered, f"every worker replaced by the reload (took {ms(timeline.recovered - timeline.fault)})")
     return 0
@@ -125,10 +108,10 @@ def _usr2_then_term(server: AbuseServer, figures: CaseFigures, timeline: Timelin
     old_master = server.server.pid
     timeline.fault = time.monotonic()
     server.server.signal(signal.SIGUSR2)
-    started = _wait(lambda: Path(f"{pidfile}.2").exists(), 20)
+    started = wait_until(lambda: Path(f"{pidfile}.2").exists(), 20)
     new_master = int(Path(f"{pidfile}.2").read_text()) if started else 0
     try:
-        ready = started and _wait(lambda: len(_workers_of(new_master)) == server.workers, 20)
+        ready = started and wait_until(lambda: len(_workers_of(new_master)) == server.workers, 20)
         time.sleep(0.3)  # the new workers take their first connections
         os.kill(old_master, signal.SIGTERM)
         code = server.server.wait(timeout=30)
@@ -136,14 +119,14 @@ def _usr2_then_term(server: AbuseServer, figures: CaseFigures, timeline: Timelin
         figures.check(ready, f"the new master's {server.workers} workers started")
         figures.check(code == 0, f"the old master exited 0 after TERM (exit {code}, "
                                  f"{ms(timeline.recovered - timeline.fault)} after USR2)")
-        figures.check(_alive(new_master), "the new master serves on")
+        figures.check(process_alive(new_master), "the new master serves on")
     finally:
         server.extra_pids.append(new_master)
     return 0
 
 
 def _workers_of(master: int) -> list[int]:
-    return [pid for pid in children_of(master) if _alive(pid)] if master else []
+    return [pid for pid in children_of(master) if process_alive(pid)] if master else []
 
 
 def _term(server: AbuseServer, figures: CaseFigures, timeline: Timeline) -> int:

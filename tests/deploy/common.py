@@ -22,11 +22,9 @@ import os
 import re
 import shlex
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from serving import REPO, child_env, children_of, pronghorn_cmd
+from serving import REPO, child_env, children_of, process_alive, pronghorn_cmd
 
 DEPLOY = REPO / "deploy"
 SYSTEMD = DEPLOY / "systemd"
@@ -46,15 +44,6 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 '''
-
-
-def wait_until(predicate: Callable[[], object], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
 
 
 def effective_settings(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict[str, str]:
@@ -80,19 +69,6 @@ def group_gone(pgid: int) -> bool:
         return False
     except ProcessLookupError:
         return True
-
-
-def live_children(pid: int) -> list[int]:
-    """Children of ``pid`` that are not zombies."""
-    alive = []
-    for child in children_of(pid):
-        try:
-            stat = Path(f"/proc/{child}/stat").read_text()
-        except OSError:
-            continue
-        if stat[stat.rfind(")") + 2] != "Z":
-            alive.append(child)
-    return alive
 
 
 # --- the Containerfile (the Kubernetes tests run its image's command, ENV and USER) ----------------
@@ -162,3 +138,8 @@ def in_image_to_local(argv: list[str], stage: Stage, addresses: dict[str, str] |
             arg = arg.replace(address, replacement)
         local.append(arg)
     return local
+
+
+def live_children(pid: int) -> list[int]:
+    """Children of ``pid`` that are not zombies."""
+    return [child for child in children_of(pid) if process_alive(child)]

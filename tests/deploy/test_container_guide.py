@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serving import REPO, Server, child_env, children_of, free_port, http_get, running
+from serving import REPO, Server, child_env, children_of, free_port, http_get, running, wait_until
 
 from deploy.common import (CONTAINER, Stage, effective_settings, group_gone, image_environment, image_files,
-                           in_image_to_local, instructions, live_children, read_containerfile, wait_until)
+                           in_image_to_local, instructions, live_children, read_containerfile)
 
 
 def image_command(stage: Stage) -> list[str]:

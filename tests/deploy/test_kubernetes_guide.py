@@ -16,11 +16,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from serving import free_port, http_get, parse_response, read_responses, running
+from serving import free_port, http_get, parse_response, read_responses, running, wait_until
 
 from deploy.common import (APP_REFERENCE, KUBERNETES, effective_settings, group_gone, image_environment,
-                           in_image_to_local, instructions, live_children, port_of, read_containerfile,
-                           wait_until)
+                           in_image_to_local, instructions, live_children, port_of, read_containerfile)
 
 
 def probe_get(port: int, path: str, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:

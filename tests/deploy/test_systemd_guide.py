@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pytest
 from serving import (Load, Server, child_env, children_of, free_port, http_get, parse_response, pronghorn_cmd,
-                     running)
+                     running, sd_notifications, wait_until)
 
-from deploy.common import (APP_REFERENCE, SYSTEMD, effective_settings, group_gone, live_children, port_of,
-                           wait_until)
+from deploy.common import APP_REFERENCE, SYSTEMD, effective_settings, group_gone, live_children, port_of
 
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 needs_socket_activate = pytest.mark.skipif(
@@ -43,23 +42,6 @@ def unix_get(path: str, target: str = "/", headers: dict[str, str] | None = None
         while chunk := sock.recv(65536):
             data += chunk
     return parse_response(data)
-
-
-def notifications(sock: socket.socket, until: str, timeout: float = 20.0) -> list[dict[str, str]]:
-    """sd_notify datagrams as dicts, up to and including the first with the key ``until``."""
-    got: list[dict[str, str]] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sock.settimeout(max(0.05, deadline - time.monotonic()))
-        try:
-            data = sock.recv(4096)
-        except TimeoutError:
-            break
-        message = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
-        got.append(message)
-        if until in message:
-            return got
-    raise AssertionError(f"no {until} notification within {timeout}s; got {got}")
 
 
 class HeldSocketsServer(Server):
@@ -261,7 +243,7 @@ def test_systemd_activation_ready_reload_stop(guide_dir: Path) -> None:
             # Nothing runs yet: the first connection starts the service, and is served.
             status, _, body = unix_get(unix_path, "/first", headers={"X-Forwarded-Proto": "https"})
             assert status == 200 and body.split(b"|")[1:] == [b"/first", b"https"], body  # a Unix peer is trusted
-            ready = notifications(notify, "READY")[-1]
+            ready = sd_notifications(notify, "READY")[-1]
             assert ready["READY"] == "1" and ready["MAINPID"] == str(server.pid), ready
             out = server.output()
             assert f"Listening at: unix:{unix_path} ({server.pid})" in out
@@ -278,7 +260,7 @@ def test_systemd_activation_ready_reload_stop(guide_dir: Path) -> None:
             with Load(tcp_port, concurrency=4, max_seconds=30) as load:
                 load.wait_for(20)
                 assert subprocess.run(reload_argv, timeout=10).returncode == 0
-                reload = notifications(notify, "READY")
+                reload = sd_notifications(notify, "READY")
                 assert reload[0].get("RELOADING") == "1" and reload[-1]["READY"] == "1", reload
                 after_ready = time.monotonic()
                 assert wait_until(lambda: not old_workers & set(children_of(server.pid)), 20), "old workers stopped"
@@ -294,7 +276,7 @@ def test_systemd_activation_ready_reload_stop(guide_dir: Path) -> None:
             assert server.wait(timeout=stop_timeout) == 0
             assert time.monotonic() - started < stop_timeout
             assert slow.result(timeout=10)[0] == 200
-            assert "STOPPING" in notifications(notify, "STOPPING")[-1]
+            assert "STOPPING" in sd_notifications(notify, "STOPPING")[-1]
             assert group_gone(server.pid), "the master's workers were gone before it exited"
 
 

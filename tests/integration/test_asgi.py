@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serving import Server, child_env, free_port, pronghorn_cmd, read_responses, running
+from serving import Server, child_env, free_port, http_request, pronghorn_cmd, read_responses, running
 
 websockets = pytest.importorskip("websockets")
 from websockets.sync.client import connect as ws_connect  # noqa: E402
@@ -201,13 +201,7 @@ def serve(project: Path, *args: str, env: dict[str, str] | None = None) -> Itera
 
 def _get(port: int, path: str, *, method: str = "GET", body: bytes | None = None,
          headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
+    return http_request(port, method, path, body, headers, timeout=20)
 
 
 def _wait_for_file(path: Path, timeout: float) -> bool:

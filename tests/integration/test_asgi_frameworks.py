@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serving import REPO, Server, free_port, http_get, pronghorn_cmd
+from serving import REPO, Server, free_port, http_get, http_request, pronghorn_cmd
 
 pytest.importorskip("websockets")
 from websockets.exceptions import ConnectionClosed  # noqa: E402
@@ -58,17 +58,6 @@ def get_json(port: int, path: str) -> Any:
     assert status == 200, (status, body)
     assert headers["content-type"].startswith("application/json"), headers
     return json.loads(body)
-
-
-def request(port: int, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
 
 
 def pids_answering(port: int, path: str, want: int, pid_of: Callable[[bytes], int]) -> set[int]:
@@ -248,7 +237,7 @@ def test_starlette_lifespan_state_routes_and_websocket_echo(starlette_project: P
     assert state["greeting"] == "hello from the lifespan" and state["worker_pid"] == state["pid"]
     assert "Serving an ASGI application" in server.output()
 
-    status, _, body = request(port, "POST", "/upload", b"y" * 200_000, {"Content-Type": "application/octet-stream"})
+    status, _, body = http_request(port, "POST", "/upload", b"y" * 200_000, {"Content-Type": "application/octet-stream"})
     assert (status, json.loads(body)) == (200, {"length": 200_000, "first": "y"})
 
     assert_echoes(port, "/ws?tag=greeting", "hello from the lifespan")
@@ -466,7 +455,7 @@ def test_django_behind_an_asgi_router_with_two_workers(django_project: Path, sta
     assert sync["q"] == "café" and sync["on_main_thread"] is False
 
     for size in (0, 11, 200_000):
-        status, _, body = request(port, "POST", "/upload", b"z" * size, {"Content-Type": "application/octet-stream"})
+        status, _, body = http_request(port, "POST", "/upload", b"z" * size, {"Content-Type": "application/octet-stream"})
         assert (status, json.loads(body)) == (200, {"length": size, "content_type": "application/octet-stream"})
     # Chunked request body, as a client streaming an upload sends it.
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -545,7 +534,7 @@ def test_fastapi_example_serves_every_route(fastapi_server: tuple[Server, int]) 
         conn.close()
 
     # pydantic refuses an invalid body with 422.
-    status, _, body = request(port, "POST", "/items", json.dumps({"name": "", "price": -1}).encode(),
+    status, _, body = http_request(port, "POST", "/items", json.dumps({"name": "", "price": -1}).encode(),
                               {"Content-Type": "application/json"})
     assert status == 422
     assert {error["loc"][-1] for error in json.loads(body)["detail"]} == {"name", "price"}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
-import http.client
 import json
 import re
 import socket
@@ -25,7 +24,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from serving import REPO, Server, free_port, http_get, pronghorn_cmd
+from serving import REPO, Server, free_port, http_get, http_request, pronghorn_cmd
 
 EXAMPLES = REPO / "examples"
 Response = tuple[int, dict[str, str], bytes]
@@ -46,17 +45,6 @@ def start_server(args: list[str], *, log: Path, drop_env: tuple[str, ...] = ()) 
         server.stop()
         raise
     return server, port
-
-
-def send(port: int, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> Response:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
 
 
 def get_json(port: int, path: str, status: int = 200) -> Any:
@@ -173,19 +161,19 @@ def test_flask_post_bodies_round_trip(flask_server: tuple[Server, int]) -> None:
     _, port = flask_server
     document = {"name": "ada", "langs": ["en", "fr"], "note": "héllo ✓", "big": "x" * 100_000}
     raw = json.dumps(document).encode()
-    status, headers, body = send(port, "POST", "/api/echo", raw, {"Content-Type": "application/json"})
+    status, headers, body = http_request(port, "POST", "/api/echo", raw, {"Content-Type": "application/json"})
     assert status == 201 and headers["content-type"] == "application/json"
     assert json.loads(body) == {"kind": "json", "data": document, "length": len(raw)}
 
     form = urlencode([("name", "ada"), ("lang", "en"), ("lang", "fr"), ("note", "a&b=c ✓")]).encode()
-    status, _, body = send(port, "POST", "/api/echo", form, {"Content-Type": "application/x-www-form-urlencoded"})
+    status, _, body = http_request(port, "POST", "/api/echo", form, {"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 201
     assert json.loads(body) == {"kind": "form", "length": len(form),
                                 "data": {"name": ["ada"], "lang": ["en", "fr"], "note": ["a&b=c ✓"]}}
 
     # Bodies the route refuses: answered 400 by the app's error handler.
     for raw, content_type in ((b"{not json", "application/json"), (b"just bytes", "application/octet-stream")):
-        status, headers, body = send(port, "POST", "/api/echo", raw, {"Content-Type": content_type})
+        status, headers, body = http_request(port, "POST", "/api/echo", raw, {"Content-Type": content_type})
         assert status == 400 and headers["content-type"] == "application/json", body
         answer = json.loads(body)
         assert answer["error"] == "Bad Request" and answer["path"] == "/api/echo"
@@ -203,7 +191,7 @@ def test_flask_error_handler_answers_404_405_and_500(flask_server: tuple[Server,
     answer = get_json(port, "/nowhere?x=1", status=404)
     assert answer["error"] == "Not Found" and answer["status"] == 404 and answer["path"] == "/nowhere"
 
-    status, headers, body = send(port, "DELETE", "/api/status")
+    status, headers, body = http_request(port, "DELETE", "/api/status")
     assert status == 405 and headers["content-type"] == "application/json"
     assert set(headers["allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}  # kept by the handler
     assert json.loads(body)["error"] == "Method Not Allowed"
@@ -307,7 +295,7 @@ def test_django_async_view(django_server: DjangoServer) -> None:
     answer = get_json(site.port, "/async/")
     assert_about(answer, site, "async_status")
     assert answer["waited_ms"] >= 5
-    status, headers, _ = send(site.port, "POST", "/async/")
+    status, headers, _ = http_request(site.port, "POST", "/async/")
     assert status == 403  # CSRF middleware: a POST without a token, to a view not exempt
 
 
@@ -315,7 +303,7 @@ def test_django_post_view_reads_the_body(django_server: DjangoServer) -> None:
     site = django_server
     document = {"name": "ada", "tags": ["x", "y"], "note": "héllo ✓"}
     raw = json.dumps(document).encode()
-    status, headers, body = send(site.port, "POST", "/echo/", raw, {"Content-Type": "application/json"})
+    status, headers, body = http_request(site.port, "POST", "/echo/", raw, {"Content-Type": "application/json"})
     assert status == 200 and headers["content-type"] == "application/json", body
     answer = json.loads(body)
     assert_about(answer, site, "echo")
@@ -323,22 +311,22 @@ def test_django_post_view_reads_the_body(django_server: DjangoServer) -> None:
     assert answer["content_type"] == "application/json"
 
     form = urlencode([("lang", "en"), ("lang", "fr"), ("note", "a&b=c ✓")]).encode()
-    status, _, body = send(site.port, "POST", "/echo/", form, {"Content-Type": "application/x-www-form-urlencoded"})
+    status, _, body = http_request(site.port, "POST", "/echo/", form, {"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 200, body
     assert json.loads(body)["form"] == {"lang": ["en", "fr"], "note": ["a&b=c ✓"]}
 
     blob = bytes(range(256)) * 1200  # 300 KiB, read whole by request.body
-    status, _, body = send(site.port, "POST", "/echo/", blob, {"Content-Type": "application/octet-stream"})
+    status, _, body = http_request(site.port, "POST", "/echo/", blob, {"Content-Type": "application/octet-stream"})
     assert status == 200, body
     answer = json.loads(body)
     assert (answer["length"], answer["sha256"]) == (len(blob), hashlib.sha256(blob).hexdigest())
     assert "json" not in answer and "form" not in answer
 
-    status, _, body = send(site.port, "POST", "/echo/", b"{oops", {"Content-Type": "application/json"})
+    status, _, body = http_request(site.port, "POST", "/echo/", b"{oops", {"Content-Type": "application/json"})
     assert (status, json.loads(body)) == (400, {"error": "the body is not valid JSON"})
-    assert send(site.port, "GET", "/echo/")[0] == 405  # @require_POST
+    assert http_request(site.port, "GET", "/echo/")[0] == 405  # @require_POST
     # The index view is not exempt from CSRF checks: a POST without a token is refused.
-    assert send(site.port, "POST", "/", b"x=1", {"Content-Type": "application/x-www-form-urlencoded"})[0] == 403
+    assert http_request(site.port, "POST", "/", b"x=1", {"Content-Type": "application/x-www-form-urlencoded"})[0] == 403
 
 
 def test_django_streaming_response(django_server: DjangoServer) -> None:
@@ -355,10 +343,10 @@ def test_django_not_found_redirects_and_hosts(django_server: DjangoServer) -> No
     status, headers, _ = http_get(site.port, "/echo?x=1")
     assert status == 301 and headers["location"] == "/echo/?x=1"
     # ALLOWED_HOSTS: another Host header is a 400 (DEBUG is off: a plain page, no details).
-    status, _, body = send(site.port, "GET", "/", headers={"Host": "evil.example"})
+    status, _, body = http_request(site.port, "GET", "/", headers={"Host": "evil.example"})
     assert status == 400 and b"evil.example" not in body
     # A client saying "localhost" is answered.
-    assert send(site.port, "GET", "/", headers={"Host": f"localhost:{site.port}"})[0] == 200
+    assert http_request(site.port, "GET", "/", headers={"Host": f"localhost:{site.port}"})[0] == 200
 
 
 def test_django_server_log_is_clean(django_server: DjangoServer) -> None:

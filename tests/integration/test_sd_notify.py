@@ -10,24 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serving import free_port, http_get, pronghorn_cmd, running
-
-
-def _messages(sock: socket.socket, until: str, timeout: float = 20.0) -> list[dict[str, str]]:
-    """Datagrams as dicts, up to and including the first that has the key ``until``."""
-    got: list[dict[str, str]] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sock.settimeout(max(0.05, deadline - time.monotonic()))
-        try:
-            data = sock.recv(4096)
-        except TimeoutError:
-            break
-        message = dict(line.split("=", 1) for line in data.decode().splitlines())
-        got.append(message)
-        if until in message:
-            return got
-    raise AssertionError(f"no {until} message in {timeout}s; got {got}")
+from serving import free_port, http_get, pronghorn_cmd, running, sd_notifications
 
 
 @pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])
@@ -40,17 +23,17 @@ def test_ready_reloading_and_stopping_reach_the_service_manager(project: Path, a
         env = {"NOTIFY_SOCKET": "@" + name if abstract else address}
         with running(pronghorn_cmd("exampleapi:app", "-b", f"127.0.0.1:{port}"), cwd=project, port=port,
                      env=env) as server:
-            ready = _messages(listener, "READY")[-1]
+            ready = sd_notifications(listener, "READY")[-1]
             assert ready["READY"] == "1" and ready["MAINPID"] == str(server.pid)
             assert http_get(port)[0] == 200
 
             server.signal(signal.SIGHUP)
-            reload = _messages(listener, "READY")
+            reload = sd_notifications(listener, "READY")
             assert reload[0]["RELOADING"] == "1" and int(reload[0]["MONOTONIC_USEC"]) > 0
             assert reload[-1]["READY"] == "1" and len(reload) == 2
 
             server.signal(signal.SIGTERM)
-            assert _messages(listener, "STOPPING")[-1]["STOPPING"] == "1"
+            assert sd_notifications(listener, "STOPPING")[-1]["STOPPING"] == "1"
             server.proc.wait(timeout=30)
 
 
@@ -74,19 +57,19 @@ def test_an_upgrade_hands_the_service_to_the_new_master(project: Path) -> None:
         port = free_port()
         cmd = pronghorn_cmd("exampleapi:app", "-b", f"127.0.0.1:{port}", "-p", str(pidfile))
         with running(cmd, cwd=project, port=port, env={"NOTIFY_SOCKET": address}) as server:
-            assert _messages(listener, "READY")[-1]["MAINPID"] == str(server.pid)
+            assert sd_notifications(listener, "READY")[-1]["MAINPID"] == str(server.pid)
             server.signal(signal.SIGUSR2)
-            new_ready = _messages(listener, "READY")[-1]
+            new_ready = sd_notifications(listener, "READY")[-1]
             new_master = int(new_ready["MAINPID"])
             assert new_master != server.pid
             try:
                 server.signal(signal.SIGTERM)
                 assert server.proc.wait(timeout=30) == 0
-                with pytest.raises(AssertionError, match="no STOPPING"):
-                    _messages(listener, "STOPPING", timeout=1.0)
+                with pytest.raises(AssertionError, match="no STOPPING notification"):
+                    sd_notifications(listener, "STOPPING", timeout=1.0)
                 assert http_get(port)[0] == 200
                 os.kill(new_master, signal.SIGTERM)
-                assert _messages(listener, "STOPPING")[-1]["STOPPING"] == "1"
+                assert sd_notifications(listener, "STOPPING")[-1]["STOPPING"] == "1"
             finally:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(new_master, signal.SIGKILL)
